@@ -1,0 +1,56 @@
+# DjangoMart developer commands. Everything runs from a virtualenv in .venv that
+# these targets create and keep in sync with requirements*.txt.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: run test lint format superuser manage install lock clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "DjangoMart needs Python 3.11 or newer (set PYTHON=...)")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## make run: the shop in the foreground (embedded PostgreSQL unless DATABASE_URL is set).
+run: $(STAMP)
+	exec $(PY) -m devtools.run
+
+## make test: lint, then the whole suite on real PostgreSQL. ARGS="tests/x.py -k y" narrows it.
+test: lint
+	$(PY) -m devtools.withdb -- $(PY) -m pytest $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m devtools.withdb -- $(VENV)/bin/mypy .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+superuser: $(STAMP)
+	$(PY) -m devtools.withdb -- $(PY) manage.py createsuperuser
+
+## make manage ARGS="shell": any manage.py command with the development environment.
+manage: $(STAMP)
+	$(PY) -m devtools.withdb -- $(PY) manage.py $(ARGS)
+
+## make lock: re-resolve pyproject.toml's ranges in a scratch venv and pin the result.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q .
+	{ echo "# Runtime dependencies, pinned to what CI tested. Regenerate with \`make lock\`."; \
+	  .lock-venv/bin/pip freeze --exclude-editable | grep -v -i '^djangomart'; } > requirements.txt
+	.lock-venv/bin/pip install -q '.[dev]'
+	{ echo "# Development and test tools on top of requirements.txt, pinned. Regenerate with \`make lock\`."; \
+	  echo "-r requirements.txt"; \
+	  .lock-venv/bin/pip freeze --exclude-editable | grep -v -i '^djangomart' | grep -v -x -F -f requirements.txt; } > requirements-dev.txt
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache staticfiles

@@ -1,0 +1,1 @@
+"""Development tooling behind `make run` and `make test`. Never imported by djangomart."""

@@ -1,0 +1,128 @@
+"""`make run`: the whole shop in the foreground.
+
+Starts the embedded PostgreSQL (unless DATABASE_URL is set), migrates, loads the
+demo catalog, then runs the web server (gunicorn) until Ctrl-C or SIGTERM, when it
+stops every process it started, the database last.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from contextlib import ExitStack
+from urllib.error import URLError
+
+from devtools.embedded_db import REPO_ROOT
+from devtools.processes import Shutdown, die_with_parent, install_shutdown_handlers, parent_is_gone
+from devtools.withdb import dev_environ
+
+PYTHON = sys.executable
+STOP_TIMEOUT = 20.0
+
+
+def manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run([PYTHON, "manage.py", *args], env=env, cwd=REPO_ROOT, check=True)
+
+
+def start(name: str, args: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    print(f"starting {name}: {' '.join(args)}", file=sys.stderr)
+    return subprocess.Popen(
+        args,
+        env=env,
+        cwd=REPO_ROOT,
+        # Own session: Ctrl-C reaches only us, and we stop the children in order.
+        start_new_session=True,
+        preexec_fn=die_with_parent,
+    )
+
+
+def wait_ready(url: str, processes: dict[str, subprocess.Popen[bytes]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        check_alive(processes)
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own URL
+                if response.status == 200:
+                    return
+        except (URLError, OSError):
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not become ready within {timeout:.0f}s")
+
+
+def check_alive(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    for name, process in processes.items():
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {process.returncode}")
+
+
+def stop_all(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    # A second Ctrl-C must not cut the teardown short; the timeout below kills stragglers.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda signum, frame: None)
+    for process in processes.values():
+        if process.poll() is None:
+            process.terminate()
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for name, process in processes.items():
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"{name} did not stop in time; killing it", file=sys.stderr)
+            process.kill()
+            process.wait()
+
+
+def banner(base: str) -> str:
+    return f"""
+DjangoMart is running at {base}/
+  API docs:    {base}/api/v1/docs      (OpenAPI schema: {base}/api/v1/openapi.json)
+  Products:    {base}/api/v1/products
+  Admin:       {base}/admin/
+  Staff login: in another terminal run `make superuser` to create a staff account.
+Press Ctrl-C to stop everything.
+"""
+
+
+def main() -> int:
+    original_ppid = os.getppid()
+    install_shutdown_handlers()
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        with ExitStack() as stack:
+            env = dev_environ(stack)
+            port = env.get("PORT", "8000")
+            manage(env, "migrate", "--noinput")
+            manage(env, "seed_demo")
+            if env.get("DEBUG", "") in ("0", "false", "False", "no", "off"):
+                manage(env, "collectstatic", "--noinput", "-v0")
+            processes["web"] = start(
+                "web",
+                [PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"],
+                env,
+            )
+            try:
+                base = f"http://127.0.0.1:{port}"
+                wait_ready(f"{base}/readyz", processes, timeout=60)
+                print(banner(base), file=sys.stderr, flush=True)
+                while True:
+                    check_alive(processes)
+                    if parent_is_gone(original_ppid):
+                        print("parent exited; stopping", file=sys.stderr)
+                        return 0
+                    time.sleep(0.5)
+            finally:
+                stop_all(processes)
+    except Shutdown as stop:
+        print(f"\nreceived {stop}; stopped everything.", file=sys.stderr)
+        return 0
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        print(f"make run failed: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""DjangoMart: a white-label eCommerce backend with a Stripe Checkout payment engine."""

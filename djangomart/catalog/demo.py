@@ -1,0 +1,103 @@
+"""The demo catalog that `manage.py seed_demo` loads: 3 categories, 12 products,
+30 variants in USD, with enough stock for load tests."""
+
+import logging
+from dataclasses import dataclass, field
+
+from django.db import transaction
+
+from djangomart.catalog.models import Category, Product, Variant
+
+logger = logging.getLogger(__name__)
+
+DEMO_CURRENCY = "usd"
+DEMO_STOCK = 500
+
+
+@dataclass(frozen=True)
+class DemoProduct:
+    slug: str
+    name: str
+    description: str
+    category: str
+    # (sku suffix, option label, price in cents)
+    variants: list[tuple[str, str, int]] = field(default_factory=list)
+
+
+DEMO_CATEGORIES = [
+    ("apparel", "Apparel"),
+    ("home", "Home & Kitchen"),
+    ("accessories", "Accessories"),
+]
+
+_SIZES = [("S", "Size S"), ("M", "Size M"), ("L", "Size L")]
+
+DEMO_PRODUCTS = [
+    DemoProduct("classic-tee", "Classic Tee", "Heavyweight cotton T-shirt.", "apparel",
+                [(s, label, 2000) for s, label in _SIZES]),
+    DemoProduct("zip-hoodie", "Zip Hoodie", "Brushed fleece hoodie with a full zip.", "apparel",
+                [(s, label, 5500) for s, label in _SIZES]),
+    DemoProduct("rain-jacket", "Rain Jacket", "Packable waterproof shell.", "apparel",
+                [(s, label, 8900) for s, label in _SIZES]),
+    DemoProduct("wool-socks", "Wool Socks", "Merino blend, cushioned sole.", "apparel",
+                [("S", "Size S/M", 1200), ("L", "Size L/XL", 1200)]),
+    DemoProduct("ceramic-mug", "Ceramic Mug", "Stoneware mug, 350 ml.", "home",
+                [("WHT", "White", 1400), ("BLK", "Black", 1400), ("BLU", "Blue", 1500)]),
+    DemoProduct("pour-over-set", "Pour-Over Set", "Glass dripper with a carafe.", "home",
+                [("STD", "Standard", 3900)]),
+    DemoProduct("linen-towel", "Linen Towel", "Stonewashed linen tea towel.", "home",
+                [("NAT", "Natural", 1600), ("GRN", "Sage", 1600), ("GRY", "Charcoal", 1600)]),
+    DemoProduct("cast-iron-pan", "Cast Iron Pan", "Pre-seasoned skillet.", "home",
+                [("20", "20 cm", 3500), ("26", "26 cm", 4500)]),
+    DemoProduct("canvas-tote", "Canvas Tote", "Heavy canvas tote bag.", "accessories",
+                [("NAT", "Natural", 1800), ("BLK", "Black", 1800)]),
+    DemoProduct("leather-wallet", "Leather Wallet", "Vegetable-tanned bifold.", "accessories",
+                [("BRN", "Brown", 4900), ("BLK", "Black", 4900)]),
+    DemoProduct("wool-beanie", "Wool Beanie", "Ribbed knit beanie.", "accessories",
+                [("GRY", "Grey", 2400), ("NVY", "Navy", 2400), ("RED", "Red", 2400)]),
+    DemoProduct("sunglasses", "Sunglasses", "Polarised lenses, acetate frame.", "accessories",
+                [("TOR", "Tortoise", 7900), ("BLK", "Black", 7900), ("CLR", "Clear", 8400)]),
+]  # fmt: skip
+
+
+def demo_image_url(slug: str) -> str:
+    return f"https://images.example.com/demo/{slug}.jpg"
+
+
+@transaction.atomic
+def demo_catalog_seed() -> int:
+    """Creates whatever part of the demo catalog is missing and returns how many rows
+    it created. Existing rows are left exactly as they are (stock that was sold
+    stays sold), so running it again changes nothing."""
+    created = 0
+    categories: dict[str, Category] = {}
+    for slug, name in DEMO_CATEGORIES:
+        categories[slug], was_created = Category.objects.get_or_create(
+            slug=slug, defaults={"name": name}
+        )
+        created += was_created
+    for demo in DEMO_PRODUCTS:
+        product, was_created = Product.objects.get_or_create(
+            slug=demo.slug,
+            defaults={
+                "name": demo.name,
+                "description": demo.description,
+                "category": categories[demo.category],
+                "image_urls": [demo_image_url(demo.slug)],
+            },
+        )
+        created += was_created
+        for suffix, label, price in demo.variants:
+            _, was_created = Variant.objects.get_or_create(
+                sku=f"{demo.slug.upper()}-{suffix}",
+                defaults={
+                    "product": product,
+                    "label": label,
+                    "price": price,
+                    "currency": DEMO_CURRENCY,
+                    "stock_on_hand": DEMO_STOCK,
+                },
+            )
+            created += was_created
+    logger.info("demo catalog seeded", extra={"rows_created": created})
+    return created

@@ -1,0 +1,72 @@
+"""Catalog reads for the storefront. Every function issues a fixed number of queries."""
+
+from typing import Literal
+
+from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
+
+from djangomart.catalog.models import Category, Product, Variant
+from djangomart.core.errors import NotFound
+
+ProductOrdering = Literal["name", "-name", "price", "-price", "newest"]
+
+
+def category_list() -> QuerySet[Category]:
+    return Category.objects.select_related("parent").order_by("name", "pk")
+
+
+def product_list(
+    *, category: str | None = None, q: str | None = None, ordering: ProductOrdering = "name"
+) -> QuerySet[Product]:
+    """Active products, each annotated with its cheapest active variant's price and
+    currency (`price_from`, `currency`) and whether any active variant is in stock.
+
+    `category` matches a category slug or its parent's, so a top-level category
+    lists its subcategories' products too.
+    """
+    sellable = Variant.objects.filter(product=OuterRef("pk"), active=True)
+    cheapest = sellable.order_by("price", "pk")
+    products = (
+        Product.objects.filter(active=True)
+        .select_related("category")
+        .annotate(
+            price_from=Subquery(cheapest.values("price")[:1]),
+            currency=Subquery(cheapest.values("currency")[:1]),
+            in_stock=Exists(sellable.filter(stock_on_hand__gt=0)),
+        )
+    )
+    if category:
+        products = products.filter(Q(category__slug=category) | Q(category__parent__slug=category))
+    if q:
+        has_sku = Exists(Variant.objects.filter(product=OuterRef("pk"), sku__iexact=q))
+        products = products.filter(Q(name__icontains=q) | Q(description__icontains=q) | has_sku)
+    order_by = {
+        "name": [F("name").asc(), F("pk").asc()],
+        "-name": [F("name").desc(), F("pk").asc()],
+        "price": [F("price_from").asc(nulls_last=True), F("pk").asc()],
+        "-price": [F("price_from").desc(nulls_last=True), F("pk").asc()],
+        "newest": [F("created_at").desc(), F("pk").desc()],
+    }[ordering]
+    return products.order_by(*order_by)
+
+
+def product_get(*, slug: str) -> Product:
+    """An active product with its active variants prefetched (cheapest first).
+
+    Raises NotFound when there is no active product with that slug.
+    """
+    variants = Variant.objects.filter(active=True).order_by("price", "sku")
+    product = (
+        Product.objects.filter(active=True, slug=slug)
+        .select_related("category")
+        .prefetch_related(Prefetch("variants", queryset=variants, to_attr="sellable_variants"))
+        .first()
+    )
+    if product is None:
+        raise NotFound(f"No product with slug {slug!r}.")
+    return product
+
+
+def variant_available(variant: Variant) -> int:
+    """Units a customer can buy now. Stock is decremented when an order reserves it,
+    so what is on hand is what is available."""
+    return variant.stock_on_hand if variant.active else 0

@@ -1,0 +1,71 @@
+"""Cross-cutting HTTP concerns: request ids with one access-log line, and JSON errors."""
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+from djangomart.core.errors import generic_error_response
+
+logger = logging.getLogger("djangomart.request")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# An upstream proxy's id is kept so one id follows a request through every hop;
+# anything that could forge log structure is replaced.
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+HTML_PREFIXES = ("/admin/", "/static/")
+
+Handler = Callable[[HttpRequest], HttpResponse]
+
+
+class RequestLogMiddleware:
+    """Gives each request an id (echoed in `X-Request-ID`) and logs one JSON line for it."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request.META["REQUEST_ID"] = request_id
+        started = time.perf_counter()
+        response = self.get_response(request)
+        response[REQUEST_ID_HEADER] = request_id
+        logger.info(
+            "request",
+            extra={
+                "request_id": request_id,
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
+        return response
+
+
+class JsonErrorMiddleware:
+    """Turns the non-JSON error responses that frameworks produce (django-ninja's bare
+    405, Django's debug 404 page) into the standard JSON error body. The admin keeps
+    its HTML pages: people, not programs, read those."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            response.status_code >= 400
+            and not request.path.startswith(HTML_PREFIXES)
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            replacement = generic_error_response(response.status_code)
+            for header in ("Allow", "Retry-After"):
+                if header in response:
+                    replacement[header] = response[header]
+            return replacement
+        return response

@@ -1,0 +1,19 @@
+from django.contrib import admin
+from django.urls import path
+
+from djangomart.api.api import api
+from djangomart.core import health
+
+admin.site.site_header = "DjangoMart administration"
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("api/v1/", api.urls),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = "djangomart.core.errors.bad_request"
+handler403 = "djangomart.core.errors.permission_denied"
+handler404 = "djangomart.core.errors.page_not_found"
+handler500 = "djangomart.core.errors.server_error"

@@ -1,0 +1,104 @@
+"""The catalog admin: usable by staff, closed to everyone else."""
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from djangomart.catalog.models import Category, Product, Variant
+
+pytestmark = pytest.mark.django_db
+
+PAGES = [
+    "/admin/catalog/category/",
+    "/admin/catalog/category/add/",
+    "/admin/catalog/product/",
+    "/admin/catalog/product/add/",
+    "/admin/catalog/variant/",
+    "/admin/catalog/variant/add/",
+    "/admin/catalog/product/?q=CLASSIC-TEE-M",
+    "/admin/catalog/product/?active__exact=0",
+    "/admin/catalog/variant/?q=mug&currency__exact=usd&active__exact=1",
+    "/admin/catalog/category/?q=home",
+]
+
+
+@pytest.mark.parametrize("url", PAGES)
+def test_staff_can_open_every_catalog_page(
+    staff_client: Client, demo_catalog: None, url: str
+) -> None:
+    response = staff_client.get(url)
+    assert response.status_code == 200, url
+
+
+def test_staff_can_open_change_pages_with_variants_inline(
+    staff_client: Client, demo_catalog: None
+) -> None:
+    product = Product.objects.get(slug="ceramic-mug")
+    response = staff_client.get(f"/admin/catalog/product/{product.pk}/change/")
+    assert response.status_code == 200
+    assert b"CERAMIC-MUG-BLU" in response.content  # the inline
+    variant = Variant.objects.get(sku="CERAMIC-MUG-BLU")
+    assert staff_client.get(f"/admin/catalog/variant/{variant.pk}/change/").status_code == 200
+    category = Category.objects.get(slug="home")
+    assert staff_client.get(f"/admin/catalog/category/{category.pk}/change/").status_code == 200
+
+
+def test_variant_list_shows_prices_in_major_units(staff_client: Client, demo_catalog: None) -> None:
+    response = staff_client.get("/admin/catalog/variant/?q=CERAMIC-MUG-BLU")
+    assert b"15.00 USD" in response.content
+
+
+def test_search_finds_products_by_sku(staff_client: Client, demo_catalog: None) -> None:
+    response = staff_client.get("/admin/catalog/product/", {"q": "LEATHER-WALLET-BRN"})
+    assert response.context["cl"].result_count == 1
+
+
+def test_staff_can_add_a_product_with_a_variant(staff_client: Client, demo_catalog: None) -> None:
+    category = Category.objects.get(slug="home")
+    response = staff_client.post(
+        "/admin/catalog/product/add/",
+        {
+            "name": "Teapot",
+            "slug": "teapot",
+            "description": "",
+            "category": category.pk,
+            "active": "on",
+            "image_urls": "",
+            "variants-TOTAL_FORMS": "1",
+            "variants-INITIAL_FORMS": "0",
+            "variants-MIN_NUM_FORMS": "0",
+            "variants-MAX_NUM_FORMS": "1000",
+            "variants-0-sku": "TEAPOT-1",
+            "variants-0-label": "1 l",
+            "variants-0-price": "3200",
+            "variants-0-currency": "usd",
+            "variants-0-stock_on_hand": "10",
+            "variants-0-active": "on",
+        },
+    )
+    assert response.status_code == 302, response.content[:2000]
+    assert Variant.objects.get(sku="TEAPOT-1").product.slug == "teapot"
+
+
+@pytest.mark.parametrize("url", ["/admin/catalog/product/", "/admin/catalog/variant/add/"])
+def test_anonymous_visitors_are_sent_to_the_login_page(client: Client, db: None, url: str) -> None:
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+
+
+def test_customers_without_staff_status_are_refused(client: Client, demo_catalog: None) -> None:
+    client.force_login(User.objects.create_user("customer", "c@example.com", "pw-for-tests"))
+    for url in ["/admin/catalog/product/", "/admin/catalog/variant/"]:
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith("/admin/login/")
+
+
+def test_staff_without_catalog_permissions_are_forbidden(
+    client: Client, demo_catalog: None
+) -> None:
+    client.force_login(
+        User.objects.create_user("intern", "i@example.com", "pw-for-tests", is_staff=True)
+    )
+    assert client.get("/admin/catalog/product/").status_code == 403

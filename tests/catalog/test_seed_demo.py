@@ -1,0 +1,48 @@
+"""`manage.py seed_demo`: the demo catalog, loaded idempotently."""
+
+import pytest
+from django.core.management import call_command
+
+from djangomart.catalog.models import Category, Product, Variant
+
+pytestmark = pytest.mark.django_db
+
+
+def snapshot() -> list[tuple]:
+    return [
+        *Category.objects.order_by("pk").values_list(),
+        *Product.objects.order_by("pk").values_list(),
+        *Variant.objects.order_by("pk").values_list(),
+    ]
+
+
+def test_seed_demo_loads_the_demo_catalog() -> None:
+    call_command("seed_demo")
+    assert Category.objects.count() == 3
+    assert Product.objects.count() == 12
+    assert Variant.objects.count() == 30
+    assert set(Variant.objects.values_list("currency", flat=True)) == {"usd"}
+    assert min(Variant.objects.values_list("stock_on_hand", flat=True)) >= 100
+    assert not Product.objects.filter(variants=None).exists()
+
+
+def test_running_seed_demo_twice_changes_nothing() -> None:
+    call_command("seed_demo")
+    before = snapshot()
+    call_command("seed_demo")
+    assert snapshot() == before
+
+
+def test_seed_demo_leaves_sold_stock_and_edits_alone() -> None:
+    call_command("seed_demo")
+    Variant.objects.filter(sku="CLASSIC-TEE-M").update(stock_on_hand=3, price=2100)
+    call_command("seed_demo")
+    tee = Variant.objects.get(sku="CLASSIC-TEE-M")
+    assert (tee.stock_on_hand, tee.price) == (3, 2100)
+
+
+def test_seed_demo_restores_a_deleted_variant_only() -> None:
+    call_command("seed_demo")
+    Variant.objects.filter(sku="SUNGLASSES-CLR").delete()
+    call_command("seed_demo")
+    assert Variant.objects.count() == 30

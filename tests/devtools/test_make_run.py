@@ -1,0 +1,83 @@
+"""`make run` (devtools.run): migrates, seeds, serves the catalog, and on SIGTERM leaves
+no process behind."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from urllib.error import URLError
+
+import psutil
+import psycopg
+import pytest
+from django.db import connection
+
+from devtools.embedded_db import REPO_ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def scratch_database_url(django_db_blocker) -> Iterator[str]:
+    """A fresh, empty database on the test server, dropped afterwards."""
+    with django_db_blocker.unblock():
+        params = connection.get_connection_params()
+    name = f"djangomart_run_{uuid.uuid4().hex[:8]}"
+    admin = {k: v for k, v in params.items() if k in {"host", "port", "user", "password"}}
+    with psycopg.connect(dbname="postgres", autocommit=True, **admin) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    host = str(admin.get("host") or "")
+    netloc = "" if host.startswith("/") else f"{host}:{admin.get('port') or 5432}"
+    url = f"postgres://{admin.get('user') or 'postgres'}@{netloc}/{name}"
+    if host.startswith("/"):
+        url += f"?host={host}"
+    yield url
+    with psycopg.connect(dbname="postgres", autocommit=True, **admin) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def get_json(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback only
+        return json.load(response)
+
+
+def test_make_run_serves_the_demo_catalog_and_stops_everything_on_sigterm(
+    scratch_database_url: str,
+) -> None:
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": scratch_database_url, "PORT": str(port), "DEBUG": "1"}
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "devtools.run"],
+        env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        body = None
+        while time.monotonic() < deadline and launcher.poll() is None:
+            try:
+                body = get_json(f"http://127.0.0.1:{port}/api/v1/products")
+                break
+            except (URLError, OSError):
+                time.sleep(0.5)
+        assert isinstance(body, dict), "the catalog was not served within 60 s"
+        assert body["count"] == 12
+        tree = psutil.Process(launcher.pid).children(recursive=True)
+        assert tree, "the launcher should have started the web server"
+    finally:
+        launcher.send_signal(signal.SIGTERM)
+        _, stderr = launcher.communicate(timeout=60)
+    assert launcher.returncode == 0, stderr.decode()
+    time.sleep(0.5)
+    assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    with pytest.raises((URLError, OSError)):
+        get_json(f"http://127.0.0.1:{port}/healthz")
