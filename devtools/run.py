@@ -1,11 +1,13 @@
 """`make run`: the whole shop in the foreground.
 
 Starts the embedded PostgreSQL (unless DATABASE_URL is set), migrates, loads the
-demo catalog, then runs the web server (gunicorn) until Ctrl-C or SIGTERM, when it
-stops every process it started, the database last.
+demo catalog, then runs the web server (gunicorn) and, unless STRIPE_SECRET_KEY is
+set, the offline Stripe sandbox, until Ctrl-C or SIGTERM, when it stops every
+process it started, the database last.
 """
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -76,15 +78,37 @@ def stop_all(processes: dict[str, subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
-def banner(base: str) -> str:
+def banner(base: str, env: dict[str, str], sandbox: bool) -> str:
+    stripe = (
+        f"Stripe sandbox at {env['STRIPE_API_BASE']} (pay with 4242 4242 4242 4242; "
+        "see stripe_sandbox/README.md)"
+        if sandbox
+        else "real Stripe (STRIPE_SECRET_KEY is set)"
+    )
     return f"""
 DjangoMart is running at {base}/
   API docs:    {base}/api/v1/docs      (OpenAPI schema: {base}/api/v1/openapi.json)
   Products:    {base}/api/v1/products
   Admin:       {base}/admin/
   Staff login: in another terminal run `make superuser` to create a staff account.
+  Payments:    {stripe}
 Press Ctrl-C to stop everything.
 """
+
+
+def use_sandbox(env: dict[str, str], web_port: str) -> list[str]:
+    """Points the shop at a local stripe_sandbox (fresh webhook secret per run) and
+    returns the command that starts it."""
+    port = env.get("STRIPE_SANDBOX_PORT", "12111")
+    secret = "whsec_" + secrets.token_hex(24)
+    env["STRIPE_SECRET_KEY"] = "sk_test_sandbox_not_a_real_key"  # noqa: S105 - the sandbox takes any sk_test_
+    env["STRIPE_WEBHOOK_SECRETS"] = secret
+    env["STRIPE_API_BASE"] = f"http://127.0.0.1:{port}"
+    return [
+        PYTHON, "-m", "stripe_sandbox", "--port", port,
+        "--webhook-url", f"http://127.0.0.1:{web_port}/webhooks/stripe",
+        "--webhook-secret", secret,
+    ]  # fmt: skip
 
 
 def main() -> int:
@@ -99,6 +123,9 @@ def main() -> int:
             manage(env, "seed_demo")
             if env.get("DEBUG", "") in ("0", "false", "False", "no", "off"):
                 manage(env, "collectstatic", "--noinput", "-v0")
+            sandbox = not env.get("STRIPE_SECRET_KEY")
+            if sandbox:
+                processes["stripe-sandbox"] = start("stripe-sandbox", use_sandbox(env, port), env)
             processes["web"] = start(
                 "web",
                 [PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"],
@@ -107,7 +134,9 @@ def main() -> int:
             try:
                 base = f"http://127.0.0.1:{port}"
                 wait_ready(f"{base}/readyz", processes, timeout=60)
-                print(banner(base), file=sys.stderr, flush=True)
+                if sandbox:
+                    wait_ready(f"{env['STRIPE_API_BASE']}/_sandbox/config", processes, timeout=30)
+                print(banner(base, env, sandbox), file=sys.stderr, flush=True)
                 while True:
                     check_alive(processes)
                     if parent_is_gone(original_ppid):

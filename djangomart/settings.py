@@ -46,6 +46,13 @@ if not DATABASES["default"]["ENGINE"].endswith("postgresql"):
 DATABASES["default"]["CONN_MAX_AGE"] = 600
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
+# Stripe. With no secret key, `make run` starts the offline sandbox and sets all three.
+STRIPE_SECRET_KEY: str = env.str("STRIPE_SECRET_KEY", default="")
+# Comma-separated; any one may sign an event, so secrets can be rotated without downtime.
+STRIPE_WEBHOOK_SECRETS: list[str] = env.list("STRIPE_WEBHOOK_SECRETS", default=[])
+# A Stripe-compatible server (the sandbox); empty means Stripe itself.
+STRIPE_API_BASE: str = env.str("STRIPE_API_BASE", default="")
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

@@ -1,5 +1,6 @@
 """Settings come only from the environment; production defaults are safe."""
 
+import json
 import os
 import subprocess
 import sys
@@ -65,21 +66,19 @@ def test_databases_other_than_postgresql_are_refused() -> None:
 
 def test_settings_read_the_documented_variables() -> None:
     script = (
-        "from django.conf import settings as s; "
-        "print(s.DEBUG, s.ALLOWED_HOSTS, s.PORT, "
-        "s.DATABASES['default']['NAME'], s.SECURE_SSL_REDIRECT)"
+        "import json; from django.conf import settings as s; print(json.dumps(["
+        "s.DEBUG, s.ALLOWED_HOSTS, s.PORT, s.DATABASES['default']['NAME'], s.SECURE_SSL_REDIRECT, "
+        "s.STRIPE_SECRET_KEY, s.STRIPE_WEBHOOK_SECRETS, s.STRIPE_API_BASE]))"
     )
     result = manage(
         "shell", "-c", script,
         DEBUG="0", SECRET_KEY=PRODUCTION_KEY, ALLOWED_HOSTS="a.example,b.example", PORT="9123",
         DATABASE_URL="postgres://u:p@db.internal:5432/shopdb",
+        STRIPE_SECRET_KEY="sk_test_fake", STRIPE_WEBHOOK_SECRETS="whsec_old,whsec_new",
+        STRIPE_API_BASE="http://127.0.0.1:12111",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1].split() == [
-        "False",
-        "['a.example',",
-        "'b.example']",
-        "9123",
-        "shopdb",
-        "True",
-    ]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [
+        False, ["a.example", "b.example"], 9123, "shopdb", True,
+        "sk_test_fake", ["whsec_old", "whsec_new"], "http://127.0.0.1:12111",
+    ]  # fmt: skip

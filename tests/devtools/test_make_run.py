@@ -54,8 +54,14 @@ def get_json(url: str) -> object:
 def test_make_run_serves_the_demo_catalog_and_stops_everything_on_sigterm(
     scratch_database_url: str,
 ) -> None:
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": scratch_database_url, "PORT": str(port), "DEBUG": "1"}
+    port, sandbox_port = free_port(), free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("STRIPE_")},
+        "DATABASE_URL": scratch_database_url,
+        "PORT": str(port),
+        "STRIPE_SANDBOX_PORT": str(sandbox_port),
+        "DEBUG": "1",
+    }
     launcher = subprocess.Popen(
         ["make", "--no-print-directory", "run", f"PYTHON={sys.executable}"],
         env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -71,8 +77,21 @@ def test_make_run_serves_the_demo_catalog_and_stops_everything_on_sigterm(
                 time.sleep(0.5)
         assert isinstance(body, dict), "the catalog was not served within 60 s"
         assert body["count"] == 12
+        # Without STRIPE_SECRET_KEY the offline Stripe sandbox runs too.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert isinstance(
+                    get_json(f"http://127.0.0.1:{sandbox_port}/_sandbox/config"), dict
+                )
+                break
+            except (URLError, OSError):
+                assert time.monotonic() < deadline, "the Stripe sandbox did not start"
+                time.sleep(0.3)
         tree = psutil.Process(launcher.pid).children(recursive=True)
-        assert tree, "the launcher should have started the web server"
+        commands = [" ".join(p.cmdline()) for p in tree]
+        assert any("gunicorn" in c for c in commands)
+        assert any("stripe_sandbox" in c for c in commands)
     finally:
         launcher.send_signal(signal.SIGTERM)
         _, stderr = launcher.communicate(timeout=60)
@@ -81,5 +100,9 @@ def test_make_run_serves_the_demo_catalog_and_stops_everything_on_sigterm(
     assert "stopped everything" in stderr.decode()
     time.sleep(0.5)
     assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    with pytest.raises((URLError, OSError)):
-        get_json(f"http://127.0.0.1:{port}/healthz")
+    for url in (
+        f"http://127.0.0.1:{port}/healthz",
+        f"http://127.0.0.1:{sandbox_port}/_sandbox/config",
+    ):
+        with pytest.raises((URLError, OSError)):
+            get_json(url)
