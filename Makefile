@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: run test lint format superuser manage install lock clean
+.PHONY: run test lint format superuser manage install lock clean bench
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "DjangoMart needs Python 3.11 or newer (set PYTHON=...)")'
@@ -35,6 +35,10 @@ format: $(STAMP)
 
 superuser: $(STAMP)
 	$(PY) -m devtools.withdb -- $(PY) manage.py createsuperuser
+
+## make bench: the benchmarks (bench/README.md); ARGS="sandbox.api" narrows them.
+bench: $(STAMP)
+	$(PY) -m devtools.withdb -- $(PY) -m bench $(ARGS)
 
 ## make manage ARGS="shell": any manage.py command with the development environment.
 manage: $(STAMP)

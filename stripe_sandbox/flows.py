@@ -216,6 +216,7 @@ def session_pay(
         intent.update(
             status="processing",
             processing={"type": DELAYED_METHOD},
+            next_action=None,
             last_payment_error=None,
             payment_method=new_id("pm"),
         )

@@ -3,6 +3,7 @@ HMAC-SHA256 of "<t>.<payload>" with the endpoint secret>`), retried with exponen
 backoff, and misbehaving on purpose as the Config says."""
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -59,7 +60,10 @@ class Dispatcher:
         self.in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._gate = asyncio.Condition()
+        # Deliveries waiting for a slot (paused, or parallel_deliveries in flight), first
+        # come first served. A freed slot wakes only the next waiter: waking them all (a
+        # Condition's notify_all) costs O(backlog) per delivery, O(backlog^2) in total.
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -81,10 +85,11 @@ class Dispatcher:
         return endpoint
 
     def settings_changed(self) -> None:
-        """Called after a config change: reseed, and wake deliveries waiting on the gate."""
+        """Called after a config change: reseed, and wake deliveries waiting for a slot
+        (unpaused, or more parallel deliveries allowed)."""
         if self.config.seed is not None:
             self.rng.seed(self.config.seed)
-        self._spawn(self._notify_gate())
+        self._hand_out_slots()
 
     # -- scheduling ------------------------------------------------------------------
 
@@ -113,9 +118,35 @@ class Dispatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _notify_gate(self) -> None:
-        async with self._gate:
-            self._gate.notify_all()
+    def _slot_free(self) -> bool:
+        return not self.config.paused and self.in_flight < self.config.parallel_deliveries
+
+    async def _acquire_slot(self) -> None:
+        if not self._waiters and self._slot_free():
+            self.in_flight += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # resolved by _hand_out_slots, which has taken the slot for us
+        except asyncio.CancelledError:
+            if waiter.cancelled():
+                with contextlib.suppress(ValueError):  # _hand_out_slots may have dropped it
+                    self._waiters.remove(waiter)
+            else:
+                self._release_slot()  # handed a slot while being cancelled: pass it on
+            raise
+
+    def _release_slot(self) -> None:
+        self.in_flight -= 1
+        self._hand_out_slots()
+
+    def _hand_out_slots(self) -> None:
+        while self._waiters and self._slot_free():
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.in_flight += 1
+                waiter.set_result(None)
 
     # -- delivery --------------------------------------------------------------------
 
@@ -138,11 +169,7 @@ class Dispatcher:
                 self._idle.set()
 
     async def _attempt(self, delivery: Delivery) -> bool:
-        async with self._gate:
-            await self._gate.wait_for(
-                lambda: not self.config.paused and self.in_flight < self.config.parallel_deliveries
-            )
-            self.in_flight += 1
+        await self._acquire_slot()
         try:
             delivery.attempts += 1
             if delivery.attempts <= self.config.fail_first_attempts:
@@ -150,9 +177,7 @@ class Dispatcher:
                 return False
             return await self._send(delivery)
         finally:
-            async with self._gate:
-                self.in_flight -= 1
-                self._gate.notify_all()
+            self._release_slot()
 
     async def _send(self, delivery: Delivery) -> bool:
         assert self._session is not None
