@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import bench.ingest  # registers the webhook ingest benchmark
 import bench.sandbox  # noqa: F401 - registers the sandbox benchmarks
 from bench import REGISTRY, Result
 from devtools.processes import install_shutdown_handlers

@@ -126,6 +126,9 @@ def main() -> int:
             sandbox = not env.get("STRIPE_SECRET_KEY")
             if sandbox:
                 processes["stripe-sandbox"] = start("stripe-sandbox", use_sandbox(env, port), env)
+            processes["worker"] = start(
+                "worker", [PYTHON, "manage.py", "procrastinate", "worker"], env
+            )
             processes["web"] = start(
                 "web",
                 [PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"],

@@ -7,6 +7,7 @@ they are not given.
 """
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import django_stubs_ext
 import environ
@@ -44,14 +45,35 @@ if not DATABASES["default"]["ENGINE"].endswith("postgresql"):
     )
 # Persistent connections: opening a connection costs more than most requests.
 DATABASES["default"]["CONN_MAX_AGE"] = 600
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# No health check (a SELECT 1 round trip before every request, a sixth of the webhook
+# ingest's time): after a database restart, each process's next request fails once
+# (a 5xx, which Stripe and clients retry) and Django then opens a fresh connection.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
 
 # Stripe. With no secret key, `make run` starts the offline sandbox and sets all three.
 STRIPE_SECRET_KEY: str = env.str("STRIPE_SECRET_KEY", default="")
 # Comma-separated; any one may sign an event, so secrets can be rotated without downtime.
-STRIPE_WEBHOOK_SECRETS: list[str] = env.list("STRIPE_WEBHOOK_SECRETS", default=[])
+# Spaces around the commas are not part of a secret ("whsec_old, whsec_new").
+STRIPE_WEBHOOK_SECRETS: list[str] = [
+    secret.strip() for secret in env.list("STRIPE_WEBHOOK_SECRETS", default=[]) if secret.strip()
+]
 # A Stripe-compatible server (the sandbox); empty means Stripe itself.
 STRIPE_API_BASE: str = env.str("STRIPE_API_BASE", default="")
+
+# Payment engine.
+# Where the storefront lives: default success/cancel pages, and the hosts a client's
+# own success_url / cancel_url may point at (plus CHECKOUT_REDIRECT_HOSTS).
+FRONTEND_URL: str = env.str("FRONTEND_URL", default="http://localhost:3000").rstrip("/")
+CHECKOUT_SUCCESS_URL = FRONTEND_URL + "/checkout/success?session_id={CHECKOUT_SESSION_ID}"
+CHECKOUT_CANCEL_URL = FRONTEND_URL + "/checkout/cancel"
+CHECKOUT_REDIRECT_HOSTS: list[str] = [
+    urlsplit(FRONTEND_URL).hostname or "localhost",
+    *env.list("CHECKOUT_REDIRECT_HOSTS", default=["localhost", "127.0.0.1"]),
+]
+# Stripe allows 30 minutes to 24 hours; stock stays reserved that long.
+CHECKOUT_EXPIRY_MINUTES: int = env.int("CHECKOUT_EXPIRY_MINUTES", default=60)
+# Processing attempts before an event is `dead` and waits for a human.
+STRIPE_EVENT_MAX_ATTEMPTS: int = env.int("STRIPE_EVENT_MAX_ATTEMPTS", default=8)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -63,8 +85,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "ninja",
+    "procrastinate.contrib.django",
     "djangomart.core",
     "djangomart.catalog",
+    "djangomart.orders",
+    "djangomart.payments",
 ]
 
 MIDDLEWARE = [
@@ -158,5 +183,8 @@ LOGGING = {
         # Our own line per request replaces Django's; 4xx/5xx are in it too.
         "django.request": {"level": "ERROR"},
         "django.server": {"level": "WARNING"},
+        # procrastinate narrates every job at INFO (a full JSON dump per defer, even in
+        # the webhook request); its warnings and errors are what operators need.
+        "procrastinate": {"level": "WARNING"},
     },
 }

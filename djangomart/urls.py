@@ -3,6 +3,7 @@ from django.urls import path
 
 from djangomart.api.api import api
 from djangomart.core import health
+from djangomart.payments.webhooks import stripe_webhook
 
 admin.site.site_header = "DjangoMart administration"
 
@@ -10,6 +11,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("api/v1/", api.urls),
+    path("webhooks/stripe", stripe_webhook, name="stripe-webhook"),
     path("admin/", admin.site.urls),
 ]
 

@@ -4,6 +4,7 @@ from ninja import NinjaAPI
 
 from djangomart.api.errors import register_error_handlers
 from djangomart.catalog.api import router as catalog_router
+from djangomart.orders.api import router as orders_router
 
 api = NinjaAPI(
     title="DjangoMart API",
@@ -18,3 +19,4 @@ api = NinjaAPI(
 )
 register_error_handlers(api)
 api.add_router("/", catalog_router)
+api.add_router("/", orders_router)

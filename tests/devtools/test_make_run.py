@@ -92,6 +92,7 @@ def test_make_run_serves_the_demo_catalog_and_stops_everything_on_sigterm(
         commands = [" ".join(p.cmdline()) for p in tree]
         assert any("gunicorn" in c for c in commands)
         assert any("stripe_sandbox" in c for c in commands)
+        assert any("procrastinate worker" in c for c in commands)
     finally:
         launcher.send_signal(signal.SIGTERM)
         _, stderr = launcher.communicate(timeout=60)

@@ -1,0 +1,94 @@
+from uuid import UUID
+
+from django.http import HttpRequest
+from ninja import HeaderEx, P, Router, Status
+
+from djangomart.api.schemas import ErrorOut
+from djangomart.orders.models import Order
+from djangomart.orders.ratelimit import sync_allowed
+from djangomart.orders.schemas import CheckoutIn, CheckoutOut, OrderLineOut, OrderOut
+from djangomart.orders.selectors import order_get_for_client
+from djangomart.payments import checkout
+
+router = Router(tags=["orders"])
+
+
+def order_out(order: Order) -> OrderOut:
+    return OrderOut(
+        id=order.id,
+        status=order.status,
+        payment_status=order.payment_status,
+        currency=order.currency,
+        total=order.total,
+        amount_paid=order.amount_paid,
+        amount_refunded=order.amount_refunded,
+        disputed=order.disputed,
+        needs_attention=order.needs_attention,
+        lines=[
+            OrderLineOut(
+                sku=ln.sku,
+                name=ln.name,
+                unit_price=ln.unit_price,
+                quantity=ln.quantity,
+                line_total=ln.line_total,
+            )
+            for ln in order.lines.all()
+        ],
+    )
+
+
+@router.post(
+    "/checkout",
+    response={201: CheckoutOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut, 502: ErrorOut},
+)
+def checkout_create(
+    request: HttpRequest,
+    body: CheckoutIn,
+    idempotency_key: HeaderEx[str | None, P(alias="Idempotency-Key", max_length=255)] = None,
+) -> Status[CheckoutOut]:
+    """Creates an order from database prices and its Stripe Checkout Session. Send an
+    `Idempotency-Key` header to make retries return the same order and session."""
+    result = checkout.checkout_create(
+        email=body.email,
+        lines=[checkout.CheckoutLineIn(sku=ln.sku, quantity=ln.quantity) for ln in body.lines],
+        success_url=body.success_url,
+        cancel_url=body.cancel_url,
+        idempotency_key=idempotency_key,
+        customer_id=request.user.pk if request.user.is_authenticated else None,
+    )
+    return Status(
+        201,
+        CheckoutOut(
+            order=order_out(result.order),
+            access_token=result.order.access_token,
+            checkout_url=result.checkout_url,
+            checkout_session_id=result.checkout_session_id,
+        ),
+    )
+
+
+@router.get("/orders/{order_id}", response={200: OrderOut, 404: ErrorOut})
+def order_detail(
+    request: HttpRequest,
+    order_id: UUID,
+    x_order_token: HeaderEx[str | None, P(alias="X-Order-Token", max_length=128)] = None,
+) -> OrderOut:
+    return order_out(
+        order_get_for_client(order_id=order_id, token=x_order_token, user=request.user)
+    )
+
+
+@router.post(
+    "/orders/{order_id}/sync", response={200: OrderOut, 404: ErrorOut, 429: ErrorOut, 502: ErrorOut}
+)
+def order_sync(
+    request: HttpRequest,
+    order_id: UUID,
+    x_order_token: HeaderEx[str | None, P(alias="X-Order-Token", max_length=128)] = None,
+) -> OrderOut:
+    """Asks Stripe for the order's Checkout Session now and applies it, for success pages
+    that want an answer before the webhook arrives. At most one call per order a second."""
+    order = order_get_for_client(order_id=order_id, token=x_order_token, user=request.user)
+    sync_allowed(order_id=order.id)
+    synced = checkout.order_sync(order_id=order.id)
+    return order_out(Order.objects.prefetch_related("lines").get(pk=synced.pk))

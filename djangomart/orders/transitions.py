@@ -1,0 +1,63 @@
+"""The order lifecycle, in one table.
+
+    pending -> paid -> fulfilled
+    pending -> failed | expired | canceled
+
+`apply` must run inside the transaction that holds the order's row lock
+(orders.locks.orders_lock), so that two events can never both move the same order.
+Every applied or refused transition is written to the order's timeline with the
+Stripe event that caused it.
+"""
+
+from djangomart.orders.models import Order, OrderEvent
+
+Status = Order.Status
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    Status.PENDING: frozenset({Status.PAID, Status.FAILED, Status.EXPIRED, Status.CANCELED}),
+    Status.PAID: frozenset({Status.FULFILLED}),
+    Status.FULFILLED: frozenset(),
+    Status.FAILED: frozenset(),
+    Status.EXPIRED: frozenset(),
+    Status.CANCELED: frozenset(),
+}
+
+# Leaving `pending` this way gives the reserved stock back.
+RELEASES_STOCK = frozenset({Status.FAILED, Status.EXPIRED, Status.CANCELED})
+
+
+def can_transition(from_status: str, to_status: str) -> bool:
+    return to_status in TRANSITIONS[from_status]
+
+
+def apply(order: Order, to_status: str, *, stripe_event_id: str = "", message: str = "") -> bool:
+    """Moves `order` (locked by the caller) to `to_status` if the table allows it.
+
+    Returns whether it moved. Either way the attempt is on the timeline.
+    """
+    from_status = order.status
+    if not can_transition(from_status, to_status):
+        OrderEvent.objects.create(
+            order=order,
+            kind=OrderEvent.Kind.TRANSITION_REFUSED,
+            from_status=from_status,
+            to_status=to_status,
+            stripe_event_id=stripe_event_id,
+            message=message,
+        )
+        return False
+    order.status = to_status
+    order.save(update_fields=["status", "updated_at"])
+    OrderEvent.objects.create(
+        order=order,
+        kind=OrderEvent.Kind.TRANSITION,
+        from_status=from_status,
+        to_status=to_status,
+        stripe_event_id=stripe_event_id,
+        message=message,
+    )
+    if to_status in RELEASES_STOCK:
+        from djangomart.orders.stock import stock_release
+
+        stock_release(order)
+    return True

@@ -1,0 +1,108 @@
+import json
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from djangomart.payments.inbox import stripe_event_replay
+from djangomart.payments.models import EventNeedingAttention, Payment, StripeEvent
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(admin.ModelAdmin[StripeEvent]):
+    list_display = [
+        "id",
+        "type",
+        "status",
+        "delivery_count",
+        "attempts",
+        "order_link",
+        "stripe_created",
+        "received_at",
+    ]
+    list_filter = ["status", "type", "livemode", "received_at"]
+    search_fields = ["id", "object_id", "checkout_session_id", "payment_intent_id", "order__id"]
+    date_hierarchy = "received_at"
+    list_select_related = ["order"]
+    actions = ["replay"]
+    fields = readonly_fields = (
+        "id",
+        "type",
+        "status",
+        "order_link",
+        "api_version",
+        "livemode",
+        "stripe_created",
+        "received_at",
+        "processed_at",
+        "delivery_count",
+        "attempts",
+        "object_id",
+        "checkout_session_id",
+        "payment_intent_id",
+        "last_error",
+        "last_traceback",
+        "payload_pretty",
+    )
+
+    @admin.display(description="order")
+    def order_link(self, event: StripeEvent) -> SafeString | str:
+        if event.order_id is None:
+            return "-"
+        url = reverse("admin:orders_order_change", args=[event.order_id])
+        return format_html("<a href='{}'>{}</a>", url, event.order_id)
+
+    @admin.display(description="payload")
+    def payload_pretty(self, event: StripeEvent) -> SafeString:
+        return format_html("<pre>{}</pre>", json.dumps(event.payload, indent=2, sort_keys=True))
+
+    @admin.action(description="Replay: process the selected events again")
+    def replay(self, request: HttpRequest, queryset: QuerySet[StripeEvent]) -> None:
+        count = 0
+        for event in queryset.exclude(status=StripeEvent.Status.PROCESSED):
+            stripe_event_replay(event_id=event.pk)
+            count += 1
+        messages.success(
+            request, f"{count} event(s) queued for processing; processed ones are skipped."
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: StripeEvent | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: StripeEvent | None = None) -> bool:
+        return False
+
+
+@admin.register(EventNeedingAttention)
+class EventNeedingAttentionAdmin(StripeEventAdmin):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[StripeEvent]:
+        statuses = [
+            StripeEvent.Status.UNMATCHED,
+            StripeEvent.Status.DEAD,
+            StripeEvent.Status.FAILED,
+        ]
+        return super().get_queryset(request).filter(status__in=statuses)
+
+
+@admin.register(Payment)
+class PaymentAdmin(admin.ModelAdmin[Payment]):
+    list_display = [
+        "stripe_payment_intent_id",
+        "order",
+        "amount_received",
+        "currency",
+        "succeeded",
+        "processing",
+        "async_failed",
+    ]
+    search_fields = ["stripe_payment_intent_id", "order__id"]
+    readonly_fields = [f.name for f in Payment._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

@@ -1,0 +1,58 @@
+"""One small function per Stripe event type. Each gets the event and its order, already
+locked by inbox.py, writes rows, and neither commits nor calls Stripe."""
+
+from collections.abc import Callable
+from typing import Any
+
+from djangomart.orders.models import Order
+from djangomart.payments import facts
+from djangomart.payments.checkout import checkout_session_apply
+from djangomart.payments.models import StripeEvent
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def on_checkout_session(event: StripeEvent, order: Order) -> None:
+    """completed, async_payment_succeeded and expired all say what the session now is."""
+    checkout_session_apply(order, event.data_object, stripe_event_id=event.id)
+
+
+def on_async_payment_failed(event: StripeEvent, order: Order) -> None:
+    session = event.data_object
+    facts.payment_async_failed(
+        order, intent_id=_str(session.get("payment_intent")), stripe_event_id=event.id
+    )
+
+
+def on_payment_intent_succeeded(event: StripeEvent, order: Order) -> None:
+    intent = event.data_object
+    facts.payment_succeeded(
+        order,
+        intent_id=str(intent["id"]),
+        amount=int(intent.get("amount_received") or 0),  # type: ignore[call-overload]
+        currency=str(intent.get("currency") or ""),
+        stripe_event_id=event.id,
+    )
+
+
+def on_payment_intent_payment_failed(event: StripeEvent, order: Order) -> None:
+    intent = event.data_object
+    error = intent.get("last_payment_error")
+    facts.payment_attempt_failed(
+        order,
+        intent_id=str(intent["id"]),
+        error=error if isinstance(error, dict) else {},
+        stripe_event_id=event.id,
+    )
+
+
+HANDLERS: dict[str, Callable[[StripeEvent, Order], None]] = {
+    "checkout.session.completed": on_checkout_session,
+    "checkout.session.async_payment_succeeded": on_checkout_session,
+    "checkout.session.expired": on_checkout_session,
+    "checkout.session.async_payment_failed": on_async_payment_failed,
+    "payment_intent.succeeded": on_payment_intent_succeeded,
+    "payment_intent.payment_failed": on_payment_intent_payment_failed,
+}

@@ -1,0 +1,261 @@
+"""The webhook inbox: store every signed event once (counting repeat deliveries), then
+process each in its own transaction in a worker.
+
+Processing claims the event row, locks its order (event rows, then orders, then
+variants: the global lock order), runs the handler for its type and marks the event,
+all in one transaction. An exception rolls all of it back; the failure is then
+recorded in a transaction of its own and the job is retried with backoff until the
+event is `dead`. A crash at any point leaves either the old state with the event
+unprocessed, or the new state with the event processed.
+"""
+
+import json
+import logging
+import traceback
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from djangomart.orders.locks import orders_lock
+from djangomart.orders.models import Order
+from djangomart.payments.handlers import HANDLERS
+from djangomart.payments.models import Payment, StripeEvent
+
+logger = logging.getLogger(__name__)
+
+Status = StripeEvent.Status
+
+
+class InvalidEvent(ValueError):
+    """Signed, but not a Stripe event we can store."""
+
+
+def event_parse(payload: bytes) -> dict[str, Any]:
+    """The event as a dict, or InvalidEvent: JSON object with id, type, created, data.object."""
+    try:
+        event = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidEvent("the body is not valid JSON") from None
+    if not isinstance(event, dict) or event.get("object", "event") != "event":
+        raise InvalidEvent("the body is not a Stripe event")
+    if not isinstance(event.get("id"), str) or not event["id"].startswith("evt_"):
+        raise InvalidEvent("the event has no evt_ id")
+    if not isinstance(event.get("type"), str) or not isinstance(event.get("created"), int):
+        raise InvalidEvent("the event has no type or created time")
+    data = event.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        raise InvalidEvent("the event has no data.object")
+    return event
+
+
+_INSERT = """
+INSERT INTO payments_stripeevent (
+    id, type, api_version, livemode, stripe_created, payload, received_at, delivery_count,
+    object_id, checkout_session_id, payment_intent_id, status, attempts, last_error,
+    last_traceback, updated_at
+) VALUES (%s, %s, %s, %s, %s, %s::jsonb, now(), 1, %s, %s, %s, 'received', 0, '', '', now())
+ON CONFLICT (id) DO UPDATE SET delivery_count = payments_stripeevent.delivery_count + 1
+RETURNING (xmax = 0)
+"""
+
+
+def event_store(event: dict[str, Any], payload: bytes) -> bool:
+    """Inserts the event, or counts one more delivery of it, and queues its processing
+    job in the same transaction. Returns whether it was new. One statement plus the
+    job: this runs in the webhook request, which Stripe retries for days."""
+    from djangomart.payments.tasks import stripe_event_process_task
+
+    obj = event["data"]["object"]
+    object_id = obj.get("id") if isinstance(obj.get("id"), str) else ""
+    kind = obj.get("object")
+    session_id = object_id if kind == "checkout.session" else ""
+    intent = object_id if kind == "payment_intent" else obj.get("payment_intent")
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _INSERT,
+                [
+                    event["id"],
+                    event["type"],
+                    str(event.get("api_version") or ""),
+                    bool(event.get("livemode")),
+                    datetime.fromtimestamp(event["created"], UTC),
+                    payload.decode(),
+                    object_id,
+                    session_id,
+                    intent if isinstance(intent, str) else "",
+                ],
+            )
+            inserted = bool(cursor.fetchone()[0])
+        if inserted:
+            stripe_event_process_task.configure(queueing_lock=f"stripe_event:{event['id']}").defer(
+                event_id=event["id"]
+            )
+    return inserted
+
+
+def order_match(event: StripeEvent) -> uuid.UUID | None:
+    """The order an event is about: metadata.order_id first (we put it on the session and
+    the payment intent), then the session id, then the payment intent id."""
+    obj = event.data_object
+    metadata = obj.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("order_id"), str):
+        try:
+            order_id = uuid.UUID(metadata["order_id"])
+        except ValueError:
+            order_id = None
+        if order_id is not None and Order.objects.filter(pk=order_id).exists():
+            return order_id
+    if event.checkout_session_id:
+        found = Order.objects.filter(stripe_checkout_session_id=event.checkout_session_id)
+        if (pk := found.values_list("pk", flat=True).first()) is not None:
+            return pk
+    if event.payment_intent_id:
+        found = Order.objects.filter(stripe_payment_intent_id=event.payment_intent_id)
+        if (pk := found.values_list("pk", flat=True).first()) is not None:
+            return pk
+        payment = Payment.objects.filter(stripe_payment_intent_id=event.payment_intent_id).first()
+        if payment is not None:
+            return payment.order_id
+    return None
+
+
+def stripe_event_process(*, event_id: str) -> str:
+    """Processes one stored event exactly once; returns its final status. Raises the
+    handler's exception (after recording it) while attempts remain, so the job retries."""
+    try:
+        with transaction.atomic():
+            return _process(event_id)
+    except Exception as exc:
+        status = _failure_record(event_id, exc)
+        if status == Status.DEAD:
+            logger.error("stripe event is dead", extra={"event_id": event_id, "error": str(exc)})
+            return status
+        raise
+
+
+def _claim(event_id: str) -> None:
+    """Serializes processing of one event across workers until the transaction ends.
+
+    An advisory lock rather than a row lock: the ingest's `ON CONFLICT DO UPDATE` of a
+    repeated delivery must not wait behind a worker that is itself waiting for an order
+    lock. It is the first lock of the global order (event, orders, variants).
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                       [f"stripe_event:{event_id}"])  # fmt: skip
+
+
+# The worker owns these columns; delivery_count belongs to the ingest, which may count
+# a repeated delivery while the worker runs.
+_WORKER_FIELDS = ["status", "attempts", "order", "processed_at", "last_error", "last_traceback",
+                  "updated_at"]  # fmt: skip
+
+
+def _process(event_id: str) -> str:
+    _claim(event_id)
+    event = StripeEvent.objects.filter(pk=event_id).first()
+    if event is None:
+        logger.warning("stripe event to process does not exist", extra={"event_id": event_id})
+        return "missing"
+    if event.status in StripeEvent.FINAL:
+        return event.status  # a duplicate job: someone processed it already
+    event.attempts += 1
+    handler = HANDLERS.get(event.type)
+    if handler is None:
+        return _finish(event, Status.IGNORED)
+    order_id = order_match(event)
+    if order_id is None:
+        logger.warning("stripe event matches no order", extra={"event_id": event.id})
+        return _finish(event, Status.UNMATCHED, error="No order matches this event.")
+    order = orders_lock([order_id])[order_id]
+    handler(event, order)
+    event.order = order
+    return _finish(event, Status.PROCESSED)
+
+
+def _finish(event: StripeEvent, status: str, *, error: str = "") -> str:
+    event.status = status
+    event.processed_at = timezone.now()
+    event.last_error = error
+    event.last_traceback = ""
+    event.save(update_fields=_WORKER_FIELDS)
+    return status
+
+
+def _failure_record(event_id: str, exc: Exception) -> str:
+    with transaction.atomic():
+        _claim(event_id)
+        event = StripeEvent.objects.filter(pk=event_id).first()
+        if event is None:
+            return "missing"
+        if event.status in StripeEvent.FINAL:
+            return event.status  # a concurrent duplicate job succeeded meanwhile
+        event.attempts += 1
+        event.last_error = f"{type(exc).__name__}: {exc}"
+        event.last_traceback = "".join(traceback.format_exception(exc))
+        event.status = (
+            Status.DEAD if event.attempts >= settings.STRIPE_EVENT_MAX_ATTEMPTS else Status.FAILED
+        )
+        event.save(update_fields=_WORKER_FIELDS)
+        return event.status
+
+
+def stripe_event_replay(*, event_id: str) -> None:
+    """Staff's Replay: processes a dead, failed or unmatched event again from scratch."""
+    with transaction.atomic():
+        updated = (
+            StripeEvent.objects.filter(pk=event_id)
+            .exclude(status=Status.PROCESSED)
+            .update(
+                status=Status.RECEIVED,
+                attempts=0,
+                last_error="",
+                last_traceback="",
+                processed_at=None,
+            )
+        )
+        if updated:
+            _defer_unless_queued(event_id)
+
+
+# A failed event's retry job waits at most 2**attempts seconds; one untouched for much
+# longer than that lost its job (a worker killed mid-retry).
+STALE_FAILED = timedelta(minutes=15)
+
+
+def stripe_events_sweep(*, older_than_seconds: int = 120) -> int:
+    """Re-queues events whose job was lost: still `received` well after arrival, or
+    `failed` and untouched for a long time. An event whose job is still waiting in the
+    queue is skipped (one queueing lock per event)."""
+    now = timezone.now()
+    ids = list(
+        StripeEvent.objects.filter(
+            Q(status=Status.RECEIVED, received_at__lt=now - timedelta(seconds=older_than_seconds))
+            | Q(status=Status.FAILED, updated_at__lt=now - STALE_FAILED)
+        )
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:1000]
+    )
+    return sum(_defer_unless_queued(event_id) for event_id in ids)
+
+
+def _defer_unless_queued(event_id: str) -> bool:
+    """Queues the event's processing job unless one is already waiting in the queue."""
+    from procrastinate.exceptions import AlreadyEnqueued
+
+    from djangomart.payments.tasks import stripe_event_process_task
+
+    try:
+        with transaction.atomic():  # savepoint: a refused defer must not abort the caller
+            stripe_event_process_task.configure(queueing_lock=f"stripe_event:{event_id}").defer(
+                event_id=event_id
+            )
+    except AlreadyEnqueued:
+        return False
+    return True

@@ -1,0 +1,24 @@
+"""Background jobs (procrastinate). Tasks take ids and call services."""
+
+from procrastinate import RetryStrategy
+from procrastinate.contrib.django import app
+
+from djangomart.payments import inbox
+
+
+@app.task(
+    name="stripe_event_process",
+    queue="stripe_events",
+    # Our own attempt counter decides when an event is dead; the job retries a bit
+    # longer than that so that the last failure is always recorded by us.
+    retry=RetryStrategy(max_attempts=20, exponential_wait=2),
+    pass_context=False,
+)
+def stripe_event_process_task(event_id: str) -> str:
+    return inbox.stripe_event_process(event_id=event_id)
+
+
+@app.periodic(cron="* * * * *")
+@app.task(name="stripe_events_sweep", queue="stripe_events", queueing_lock="stripe_events_sweep")
+def stripe_events_sweep_task(timestamp: int) -> int:
+    return inbox.stripe_events_sweep()

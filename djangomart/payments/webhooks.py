@@ -1,0 +1,64 @@
+"""POST /webhooks/stripe: the ingest. Verify, store, queue, answer; nothing else.
+
+Stripe retries for days, so the acknowledgement is cheap: no Stripe call, no order
+lock, one INSERT ... ON CONFLICT plus the job row, one commit. A database failure is
+a 503 so that Stripe retries; a bad signature or body is a 400 and stores nothing.
+"""
+
+import logging
+
+from django.conf import settings
+from django.db import DatabaseError, DataError
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from djangomart.core.errors import error_response
+from djangomart.payments import gateway
+from djangomart.payments.inbox import InvalidEvent, event_parse, event_store
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+
+# Counters for the log line; per process, reset on restart.
+REFUSED = {"signature": 0, "payload": 0, "too_large": 0}
+
+
+@csrf_exempt
+def stripe_webhook(request: HttpRequest) -> JsonResponse:
+    if request.method != "POST":
+        response = error_response(405, "method_not_allowed", "Use POST.")
+        response["Allow"] = "POST"
+        return response
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    if not declared.isdigit() or int(declared) > MAX_BODY_BYTES:
+        return _refuse("too_large", 413, "payload_too_large", "The body is larger than 1 MiB.")
+    payload = request.read(MAX_BODY_BYTES + 1)
+    if len(payload) > MAX_BODY_BYTES:
+        return _refuse("too_large", 413, "payload_too_large", "The body is larger than 1 MiB.")
+    try:
+        gateway.webhook_payload_verify(
+            payload, request.headers.get("Stripe-Signature", ""), settings.STRIPE_WEBHOOK_SECRETS
+        )
+    except gateway.SignatureError as exc:
+        return _refuse("signature", 400, "invalid_signature", f"Signature refused: {exc}.")
+    try:
+        event = event_parse(payload)
+    except InvalidEvent as exc:
+        return _refuse("payload", 400, "invalid_event", f"Not a Stripe event: {exc}.")
+    try:
+        inserted = event_store(event, payload)
+    except DataError:
+        # PostgreSQL's JSON cannot hold it (a \u0000 in a string): retrying cannot help.
+        logger.exception("webhook: event cannot be stored", extra={"event_id": event["id"]})
+        return _refuse("payload", 400, "invalid_event", "The event cannot be stored.")
+    except DatabaseError:
+        logger.exception("webhook: could not store event", extra={"event_id": event["id"]})
+        return error_response(503, "service_unavailable", "Try again later.")
+    return JsonResponse({"received": True, "duplicate": not inserted})
+
+
+def _refuse(counter: str, status: int, code: str, message: str) -> JsonResponse:
+    REFUSED[counter] += 1
+    logger.warning("webhook refused", extra={"reason": code, "refused_total": dict(REFUSED)})
+    return error_response(status, code, message)

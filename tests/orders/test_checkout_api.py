@@ -1,0 +1,517 @@
+"""POST /api/v1/checkout: an order from database prices and reserved stock, then its
+Checkout Session on the sandbox (real HTTP, official SDK), as the issue specifies."""
+
+import json
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection, transaction
+from django.test import Client
+from django.utils import timezone
+
+from djangomart.catalog.models import Variant
+from djangomart.orders.models import Order
+from djangomart.payments import gateway
+from tests.orders.conftest import checkout_body, checkout_post
+from tests.stripe_sandbox.harness import SandboxServer
+
+pytestmark = pytest.mark.django_db
+
+
+def stock(sku: str) -> int:
+    return Variant.objects.get(sku=sku).stock_on_hand
+
+
+def sessions_on_stripe(sandbox: SandboxServer) -> list[Any]:
+    return list(sandbox.client().v1.checkout.sessions.list({"limit": 100}).data)
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# -- The happy path -------------------------------------------------------------------
+
+
+def test_checkout_answers_201_with_the_order_its_access_token_and_its_checkout_session(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    response = checkout_post(client)
+    assert response.status_code == 201, response.content
+    body = response.json()
+    order = Order.objects.get()
+    assert set(body) == {"order", "access_token", "checkout_url", "checkout_session_id"}
+    assert body["order"]["id"] == str(order.id)
+    assert (body["order"]["status"], body["order"]["payment_status"]) == ("pending", "unpaid")
+    assert body["access_token"] == order.access_token
+    assert body["checkout_session_id"] == order.stripe_checkout_session_id
+    assert body["checkout_url"] == order.checkout_url
+    assert body["checkout_url"].startswith(sandbox.url)
+
+
+def test_checkout_prices_the_order_from_the_database(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    lines = [{"sku": "TEE-M", "quantity": 2}, {"sku": "MUG-BLUE", "quantity": 3}]
+    body = checkout_post(client, checkout_body(lines=lines)).json()
+    assert (body["order"]["currency"], body["order"]["total"]) == ("usd", 2 * 2000 + 3 * 1500)
+    assert [(ln["sku"], ln["unit_price"], ln["line_total"]) for ln in body["order"]["lines"]] == [
+        ("TEE-M", 2000, 4000),
+        ("MUG-BLUE", 1500, 4500),
+    ]
+
+
+def test_prices_sent_by_the_client_are_ignored_and_never_change_the_total(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    body = checkout_body(
+        lines=[{"sku": "TEE-M", "quantity": 2, "price": 1, "unit_price": 1, "line_total": 2}],
+        total=2,
+        subtotal=2,
+        amount=2,
+        currency="jpy",
+    )
+    response = checkout_post(client, body)
+    assert response.status_code == 201, response.content
+    order = Order.objects.get()
+    session = sandbox.client().v1.checkout.sessions.retrieve(response.json()["checkout_session_id"])
+    assert (order.currency, order.total, order.lines.get().unit_price) == ("usd", 4000, 2000)
+    assert (session.currency, session.amount_total) == ("usd", 4000)
+
+
+def test_checkout_reserves_the_stock_of_every_line(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    lines = [{"sku": "TEE-M", "quantity": 2}, {"sku": "MUG-BLUE", "quantity": 5}]
+    assert checkout_post(client, checkout_body(lines=lines)).status_code == 201
+    assert (stock("TEE-M"), stock("MUG-BLUE")) == (10 - 2, 5 - 5)
+
+
+def test_the_same_sku_on_two_lines_becomes_one_line_with_both_quantities(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    lines = [{"sku": "TEE-M", "quantity": 2}, {"sku": "TEE-M", "quantity": 3}]
+    body = checkout_post(client, checkout_body(lines=lines)).json()
+    assert [(ln["sku"], ln["quantity"]) for ln in body["order"]["lines"]] == [("TEE-M", 5)]
+    assert (body["order"]["total"], stock("TEE-M")) == (10000, 5)
+
+
+def test_a_json_client_without_cookies_needs_no_csrf_token(
+    goods: None, sandbox: SandboxServer
+) -> None:
+    response = checkout_post(Client(enforce_csrf_checks=True))
+    assert response.status_code == 201, response.content
+
+
+def test_many_rapid_checkouts_from_one_client_are_never_throttled(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    Variant.objects.filter(sku="TEE-M").update(stock_on_hand=100)
+    one_each = checkout_body(lines=[{"sku": "TEE-M", "quantity": 1}])
+    statuses = [checkout_post(client, one_each).status_code for _ in range(25)]
+    assert statuses == [201] * 25
+
+
+# -- What Stripe receives -------------------------------------------------------------
+
+
+def test_the_checkout_session_names_the_order_in_metadata_and_client_reference_id(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    body = checkout_post(client).json()
+    session = sandbox.client().v1.checkout.sessions.retrieve(body["checkout_session_id"])
+    order_id = body["order"]["id"]
+    assert session.to_dict()["metadata"] == {"order_id": order_id}
+    assert session.client_reference_id == order_id
+    assert session.customer_email == "ada@example.com"
+
+
+def test_the_payment_intent_of_the_session_names_the_order_in_its_metadata(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    body = checkout_post(client).json()
+    attempt = sandbox.control(
+        f"checkout/sessions/{body['checkout_session_id']}/pay", {"card": "4000000000000002"}
+    )
+    assert attempt["payment_intent"]["metadata"] == {"order_id": body["order"]["id"]}
+
+
+def test_the_checkout_session_has_the_order_lines_at_database_prices(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    lines = [{"sku": "TEE-M", "quantity": 2}, {"sku": "MUG-BLUE", "quantity": 1}]
+    body = checkout_post(client, checkout_body(lines=lines)).json()
+    items = sandbox.client().v1.checkout.sessions.line_items.list(body["checkout_session_id"])
+    lines_sent = [item.to_dict() for item in items.data]
+    assert [(i["quantity"], i["price"]["unit_amount"], i["amount_total"]) for i in lines_sent] == [
+        (2, 2000, 4000),
+        (1, 1500, 1500),
+    ]
+    assert {i["currency"] for i in lines_sent} == {"usd"}
+    assert all(i["description"] for i in lines_sent)
+
+
+def test_the_checkout_session_expires_at_the_time_stored_on_the_order(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    before = timezone.now()
+    body = checkout_post(client).json()
+    order = Order.objects.get()
+    session = sandbox.client().v1.checkout.sessions.retrieve(body["checkout_session_id"])
+    assert session.expires_at == int(order.expires_at.timestamp())
+    expected = before + timedelta(minutes=settings.CHECKOUT_EXPIRY_MINUTES)
+    assert abs(order.expires_at - expected) < timedelta(seconds=5)
+
+
+def test_without_redirect_urls_the_session_uses_the_configured_defaults(
+    goods: None, sandbox: SandboxServer, client: Client, settings: Any
+) -> None:
+    settings.CHECKOUT_SUCCESS_URL = "https://shop.example.com/thanks?s={CHECKOUT_SESSION_ID}"
+    settings.CHECKOUT_CANCEL_URL = "https://shop.example.com/basket"
+    settings.CHECKOUT_REDIRECT_HOSTS = ["shop.example.com"]
+    body = checkout_post(client).json()
+    session = sandbox.client().v1.checkout.sessions.retrieve(body["checkout_session_id"])
+    assert session.success_url == "https://shop.example.com/thanks?s={CHECKOUT_SESSION_ID}"
+    assert session.cancel_url == "https://shop.example.com/basket"
+
+
+def test_redirect_urls_on_an_allowed_host_are_passed_to_the_session(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    body = checkout_body(
+        success_url="http://localhost:3000/done?id={CHECKOUT_SESSION_ID}",
+        cancel_url="http://127.0.0.1:3000/cart",
+    )
+    created = checkout_post(client, body).json()
+    session = sandbox.client().v1.checkout.sessions.retrieve(created["checkout_session_id"])
+    assert (session.success_url, session.cancel_url) == (body["success_url"], body["cancel_url"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_order_or_stock_row_is_locked_while_stripe_is_called(
+    goods: None, sandbox: SandboxServer
+) -> None:
+    sandbox.configure(api_latency_min=1.0, api_latency_max=1.0)
+    answers: list[Any] = []
+
+    def buy() -> None:
+        try:
+            answers.append(checkout_post(Client()))
+        finally:
+            connection.close()
+
+    buyer = threading.Thread(target=buy)
+    buyer.start()
+    deadline = time.monotonic() + 10
+    while not Order.objects.exists():  # committed; the Stripe call is now in flight
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    with transaction.atomic():  # NOWAIT: raises at once if any of these rows is locked
+        order = Order.objects.select_for_update(nowait=True).get()
+        Variant.objects.select_for_update(nowait=True).get(sku="TEE-M")
+    buyer.join(10)
+    assert order.stripe_checkout_session_id is None  # we looked during the call
+    assert [a.status_code for a in answers] == [201]
+
+
+# -- Refusals -------------------------------------------------------------------------
+
+
+def test_more_than_is_in_stock_is_refused_with_409_out_of_stock_and_nothing_reserved(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    lines = [{"sku": "TEE-M", "quantity": 2}, {"sku": "POSTER-A2", "quantity": 2}]
+    response = checkout_post(client, checkout_body(lines=lines))
+    assert response.status_code == 409
+    assert response.json()["code"] == "out_of_stock"
+    assert (stock("TEE-M"), stock("POSTER-A2")) == (10, 1)
+    assert not Order.objects.exists()
+    assert sessions_on_stripe(sandbox) == []
+
+
+def test_an_unknown_sku_is_refused_with_404_unknown_sku_and_nothing_reserved(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    lines = [{"sku": "TEE-M", "quantity": 2}, {"sku": "NO-SUCH-SKU", "quantity": 1}]
+    response = checkout_post(client, checkout_body(lines=lines))
+    assert response.status_code == 404
+    assert response.json()["code"] == "unknown_sku"
+    assert stock("TEE-M") == 10
+    assert not Order.objects.exists()
+
+
+def test_a_variant_that_is_no_longer_sold_is_refused_like_an_unknown_sku(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    Variant.objects.filter(sku="TEE-M").update(active=False)
+    response = checkout_post(client)
+    assert (response.status_code, response.json()["code"]) == (404, "unknown_sku")
+    assert stock("TEE-M") == 10
+
+
+@pytest.mark.parametrize("quantity", [0, -1, 101, 1.5, "two", None, [2]])
+def test_an_invalid_quantity_is_refused_with_422(
+    goods: None, sandbox: SandboxServer, client: Client, quantity: Any
+) -> None:
+    response = checkout_post(client, checkout_body(lines=[{"sku": "TEE-M", "quantity": quantity}]))
+    assert (response.status_code, response.json()["code"]) == (422, "validation_error")
+    assert stock("TEE-M") == 10
+    assert not Order.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        checkout_body(lines=[]),
+        checkout_body(lines=None),
+        checkout_body(lines=[{"sku": "TEE-M"}]),
+        checkout_body(lines=[{"sku": "", "quantity": 1}]),
+        checkout_body(email="not-an-email"),
+        checkout_body(email=""),
+        {"lines": [{"sku": "TEE-M", "quantity": 1}]},
+    ],
+    ids=[
+        "empty-lines",
+        "null-lines",
+        "no-quantity",
+        "empty-sku",
+        "bad-email",
+        "empty-email",
+        "no-email",
+    ],
+)
+def test_a_malformed_checkout_is_refused_with_422(
+    goods: None, sandbox: SandboxServer, client: Client, body: dict[str, Any]
+) -> None:
+    response = checkout_post(client, body)
+    assert (response.status_code, response.json()["code"]) == (422, "validation_error")
+    assert not Order.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "url"),
+    [
+        ("success_url", "https://evil.example.com/thanks"),
+        ("cancel_url", "https://evil.example.com/cart"),
+        ("success_url", "https://localhost.evil.example.com/thanks"),
+        ("success_url", "javascript:alert(1)"),
+        ("cancel_url", "/cart"),
+        ("success_url", "ftp://localhost/thanks"),
+    ],
+)
+def test_a_redirect_url_off_the_allowed_hosts_is_refused_with_422(
+    goods: None, sandbox: SandboxServer, client: Client, field: str, url: str
+) -> None:
+    response = checkout_post(client, checkout_body(**{field: url}))
+    assert (response.status_code, response.json()["code"]) == (422, "validation_error")
+    assert stock("TEE-M") == 10
+    assert not Order.objects.exists()
+    assert sessions_on_stripe(sandbox) == []
+
+
+# -- Idempotency-Key ------------------------------------------------------------------
+
+
+def test_a_retry_with_the_same_idempotency_key_returns_the_same_order_and_session(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    first = checkout_post(client, HTTP_IDEMPOTENCY_KEY="retry-me-1")
+    again = checkout_post(client, HTTP_IDEMPOTENCY_KEY="retry-me-1")
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json() == first.json()
+    assert Order.objects.count() == 1
+    assert len(sessions_on_stripe(sandbox)) == 1
+
+
+def test_a_retry_with_the_same_idempotency_key_reserves_the_stock_once(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    for _ in range(3):
+        assert checkout_post(client, HTTP_IDEMPOTENCY_KEY="retry-me-2").status_code == 201
+    assert stock("TEE-M") == 10 - 2
+
+
+def test_the_same_idempotency_key_with_another_body_is_refused_with_409(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    first = checkout_post(client, HTTP_IDEMPOTENCY_KEY="reused")
+    other = checkout_body(lines=[{"sku": "TEE-M", "quantity": 3}])
+    response = checkout_post(client, other, HTTP_IDEMPOTENCY_KEY="reused")
+    assert (response.status_code, response.json()["code"]) == (409, "idempotency_key_reused")
+    assert [(str(o.id), o.total) for o in Order.objects.all()] == [
+        (first.json()["order"]["id"], 4000)
+    ]
+    assert stock("TEE-M") == 10 - 2
+
+
+def test_requests_without_an_idempotency_key_are_independent_orders(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    first = checkout_post(client).json()
+    second = checkout_post(client).json()
+    assert first["order"]["id"] != second["order"]["id"]
+    assert first["checkout_session_id"] != second["checkout_session_id"]
+    assert stock("TEE-M") == 10 - 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_with_the_same_idempotency_key_create_exactly_one_order(
+    goods: None, sandbox: SandboxServer
+) -> None:
+    threads = 6
+    barrier = threading.Barrier(threads)
+
+    def attempt() -> Any:
+        try:
+            barrier.wait(10)
+            return checkout_post(Client(), HTTP_IDEMPOTENCY_KEY="double-click")
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(threads) as pool:
+        futures = [pool.submit(attempt) for _ in range(threads)]
+        answers = [future.result(30) for future in futures]
+    assert [a.status_code for a in answers] == [201] * threads, [a.content for a in answers]
+    assert len({a.json()["order"]["id"] for a in answers}) == 1
+    assert len({a.json()["checkout_session_id"] for a in answers}) == 1
+    assert Order.objects.count() == 1
+    assert stock("TEE-M") == 10 - 2
+    assert len(sessions_on_stripe(sandbox)) == 1
+
+
+# -- Stripe unreachable ---------------------------------------------------------------
+
+
+def test_when_stripe_keeps_failing_the_answer_is_502_with_the_order_id_and_access_token(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    sandbox.configure(api_error_rate=1.0)
+    response = checkout_post(client)
+    assert response.status_code == 502
+    body = response.json()
+    order = Order.objects.get()
+    assert body["code"] == "payment_provider_unavailable"
+    assert (body["id"], body["access_token"]) == (str(order.id), order.access_token)
+
+
+def test_when_stripe_cannot_be_reached_the_order_is_canceled_and_its_stock_released(
+    goods: None, sandbox: SandboxServer, client: Client, settings: Any
+) -> None:
+    settings.STRIPE_API_BASE = f"http://127.0.0.1:{closed_port()}"
+    gateway.client_reset()
+    response = checkout_post(client)
+    assert (response.status_code, response.json()["code"]) == (502, "payment_provider_unavailable")
+    order = Order.objects.get()
+    assert (order.status, order.stripe_checkout_session_id) == ("canceled", None)
+    assert stock("TEE-M") == 10
+
+
+def test_a_retry_after_stripe_failed_returns_the_same_canceled_order_and_no_second_one(
+    goods: None, sandbox: SandboxServer, client: Client, settings: Any
+) -> None:
+    settings.STRIPE_API_BASE = f"http://127.0.0.1:{closed_port()}"
+    gateway.client_reset()
+    first = checkout_post(client, HTTP_IDEMPOTENCY_KEY="flaky-network")
+    settings.STRIPE_API_BASE = sandbox.url
+    gateway.client_reset()
+    again = checkout_post(client, HTTP_IDEMPOTENCY_KEY="flaky-network")
+    assert (first.status_code, again.status_code) == (502, 502)
+    assert again.json()["id"] == first.json()["id"]
+    assert Order.objects.get().status == "canceled"
+    assert stock("TEE-M") == 10
+
+
+class StripeDown:
+    """A Stripe that answers every request 500 (retryable), recording what it was sent."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str | None, bytes]] = []
+        down = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                down.requests.append((self.path, self.headers.get("Idempotency-Key"), body))
+                answer = json.dumps({"error": {"type": "api_error", "message": "down"}}).encode()
+                self.send_response(500)
+                self.send_header("Stripe-Should-Retry", "true")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_sdk_retries_a_failing_stripe_twice_with_the_same_key_and_identical_parameters(
+    goods: None, stripe_settings: Any, client: Client
+) -> None:
+    down = StripeDown()
+    stripe_settings.STRIPE_API_BASE = down.url
+    gateway.client_reset()
+    try:
+        response = checkout_post(client)
+    finally:
+        down.stop()
+    order_id = response.json()["id"]
+    assert response.status_code == 502
+    assert len(down.requests) == 1 + 2
+    assert {(path, key) for path, key, _ in down.requests} == {
+        ("/v1/checkout/sessions", f"checkout:{order_id}")
+    }
+    assert len({body for _, _, body in down.requests}) == 1
+
+
+# -- The same parameters on every retry -----------------------------------------------
+
+
+def test_a_session_answer_lost_on_the_network_is_retried_with_identical_parameters(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    # The sandbox creates the session, then drops the connection instead of answering.
+    # The knob is turned off while the first answer is pending, so the SDK's retry
+    # (same Idempotency-Key) gets Stripe's stored answer, or an idempotency_error (and
+    # a 502 here) had any parameter changed.
+    sandbox.configure(api_timeout_rate=1.0, api_timeout_seconds=1.0)
+    restore = threading.Timer(0.3, lambda: sandbox.configure(api_timeout_rate=0.0))
+    restore.start()
+    try:
+        response = checkout_post(client)
+    finally:
+        restore.join()
+    assert response.status_code == 201, response.content
+    sessions = sessions_on_stripe(sandbox)
+    assert [s.id for s in sessions] == [response.json()["checkout_session_id"]]
+    assert Order.objects.get().stripe_checkout_session_id == sessions[0].id
+
+
+def test_a_checkout_retried_after_the_session_was_created_but_not_stored_gets_that_session(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    first = checkout_post(client, HTTP_IDEMPOTENCY_KEY="crash-after-stripe").json()
+    # As if the web process died after Stripe answered and before the session id was
+    # stored: the order is pending without a session.
+    Order.objects.update(stripe_checkout_session_id=None, checkout_url="")
+    time.sleep(1.1)  # a recomputed expires_at would now differ from the first request's
+    again = checkout_post(client, HTTP_IDEMPOTENCY_KEY="crash-after-stripe")
+    assert again.status_code == 201, again.content
+    assert again.json()["checkout_session_id"] == first["checkout_session_id"]
+    assert len(sessions_on_stripe(sandbox)) == 1

@@ -1,0 +1,82 @@
+"""Orders built straight with the ORM, and Stripe objects for them, for tests that
+drive the inbox with hand-built events rather than through the sandbox.
+
+The demo catalog must be loaded (the `demo_catalog` fixture)."""
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from djangomart.catalog.models import Variant
+from djangomart.orders.models import Order, OrderEvent, OrderLine
+
+DEMO_SKU = "CLASSIC-TEE-M"  # 20.00 USD in the demo catalog
+
+
+def new_session_id() -> str:
+    return f"cs_test_{uuid.uuid4().hex}"
+
+
+def new_intent_id() -> str:
+    return f"pi_test_{uuid.uuid4().hex[:24]}"
+
+
+def order_build(
+    *,
+    sku: str = DEMO_SKU,
+    quantity: int = 2,
+    session_id: str | None = None,
+    with_session: bool = True,
+) -> Order:
+    """A pending order for `quantity` units of `sku`, as checkout leaves it once its
+    Checkout Session exists (unless `with_session` is false)."""
+    variant = Variant.objects.select_related("product").get(sku=sku)
+    total = variant.price * quantity
+    order = Order.objects.create(
+        email="buyer@example.com",
+        currency=variant.currency,
+        subtotal=total,
+        total=total,
+        expires_at=timezone.now() + timedelta(hours=1),
+        success_url="http://localhost:3000/checkout/success",
+        cancel_url="http://localhost:3000/checkout/cancel",
+        stripe_checkout_session_id=(session_id or new_session_id()) if with_session else None,
+    )
+    OrderLine.objects.create(
+        order=order,
+        variant=variant,
+        sku=variant.sku,
+        name=f"{variant.product.name} {variant.label}".strip(),
+        unit_price=variant.price,
+        quantity=quantity,
+        line_total=total,
+    )
+    OrderEvent.objects.create(order=order, kind=OrderEvent.Kind.CREATED, message="Order created.")
+    return order
+
+
+def charge_object(order: Order, intent_id: str, **overrides: Any) -> dict[str, Any]:
+    """A charge as Stripe embeds it in charge.* events."""
+    obj: dict[str, Any] = {
+        "id": f"ch_test_{uuid.uuid4().hex[:24]}",
+        "object": "charge",
+        "amount": order.total,
+        "amount_captured": order.total,
+        "currency": order.currency,
+        "metadata": {"order_id": str(order.id)},
+        "paid": True,
+        "payment_intent": intent_id,
+        "status": "succeeded",
+    }
+    obj.update(overrides)
+    return obj
+
+
+DECLINE = {
+    "type": "card_error",
+    "code": "card_declined",
+    "decline_code": "generic_decline",
+    "message": "Your card was declined.",
+}

@@ -1,0 +1,313 @@
+"""The inbox's processing: one transaction per event, a failure rolled back and recorded,
+`dead` after the configured attempts, staff replay, exactly-once on re-processing, and
+the sweep that re-queues events whose job was lost."""
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+from procrastinate.contrib.django.models import ProcrastinateJob
+
+from djangomart.orders.models import Order, OrderEvent
+from djangomart.payments.inbox import (
+    stripe_event_process,
+    stripe_event_replay,
+    stripe_events_sweep,
+)
+from djangomart.payments.models import Payment, StripeEvent
+from tests.payments.builders import new_intent_id, new_session_id, order_build
+from tests.payments.conftest import (
+    event_json,
+    intent_object,
+    post_event,
+    run_jobs,
+    session_object,
+)
+
+pytestmark = pytest.mark.usefixtures("stripe_settings", "demo_catalog")
+
+
+def queued_jobs(event_id: str) -> int:
+    """Processing jobs waiting for `event_id`."""
+    return ProcrastinateJob.objects.filter(
+        task_name="stripe_event_process", args={"event_id": event_id}, status="todo"
+    ).count()
+
+
+def store(client: Client, event_type: str, obj: dict[str, Any]) -> str:
+    """Posts one signed event to the webhook (which stores it and queues its job)."""
+    payload = event_json(event_type, obj)
+    response = post_event(client, payload)
+    assert response.status_code == 200, response.content
+    return str(json.loads(payload)["id"])
+
+
+def session_with_bad_amount(order: Order) -> dict[str, Any]:
+    """A paid session whose amount is not a number: its handler first links the session
+    to the order, then raises ValueError."""
+    return session_object(order, id=new_session_id(), amount_total="abc")
+
+
+def intent_without_id(order: Order) -> dict[str, Any]:
+    """A succeeded payment intent with no id: its handler raises KeyError."""
+    obj = intent_object(order, new_intent_id())
+    del obj["id"]
+    return obj
+
+
+FAILING = [
+    pytest.param("checkout.session.completed", session_with_bad_amount, ValueError, id="amount"),
+    pytest.param("payment_intent.succeeded", intent_without_id, KeyError, id="no id"),
+]
+
+
+def failing_event(client: Client) -> tuple[Order, str]:
+    order = order_build(with_session=False)
+    return order, store(client, "checkout.session.completed", session_with_bad_amount(order))
+
+
+def fail(event_id: str, times: int) -> None:
+    for _ in range(times):
+        with pytest.raises(ValueError, match="invalid literal for int"):
+            stripe_event_process(event_id=event_id)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("event_type", "make_object", "error"), FAILING)
+def test_a_handler_that_raises_leaves_the_event_failed_with_its_error_and_traceback(
+    client: Client, event_type: str, make_object: Any, error: type[Exception]
+) -> None:
+    order = order_build(with_session=False)
+    event_id = store(client, event_type, make_object(order))
+    with pytest.raises(error):
+        stripe_event_process(event_id=event_id)
+    event = StripeEvent.objects.get(pk=event_id)
+    assert (event.status, event.attempts, event.processed_at, event.order_id) == (
+        "failed",
+        1,
+        None,
+        None,
+    )
+    assert event.last_error.startswith(f"{error.__name__}: ")
+    assert event.last_traceback.startswith("Traceback (most recent call last):")
+    assert "djangomart/payments/handlers.py" in event.last_traceback
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("event_type", "make_object", "error"), FAILING)
+def test_a_handler_that_raises_rolls_back_every_write_it_made(
+    client: Client, event_type: str, make_object: Any, error: type[Exception]
+) -> None:
+    order = order_build(with_session=False)
+    before = Order.objects.values().get(pk=order.pk)
+    timeline = list(OrderEvent.objects.filter(order=order).values_list("pk", flat=True))
+    event_id = store(client, event_type, make_object(order))
+    with pytest.raises(error):
+        stripe_event_process(event_id=event_id)
+    assert Order.objects.values().get(pk=order.pk) == before
+    assert list(OrderEvent.objects.filter(order=order).values_list("pk", flat=True)) == timeline
+    assert not Payment.objects.filter(order=order).exists()
+
+
+@pytest.mark.django_db
+def test_an_event_that_keeps_failing_is_dead_after_the_configured_attempts(
+    client: Client, settings: Any
+) -> None:
+    settings.STRIPE_EVENT_MAX_ATTEMPTS = 3
+    _, event_id = failing_event(client)
+    fail(event_id, times=2)
+    assert stripe_event_process(event_id=event_id) == "dead"  # the last one does not raise
+    event = StripeEvent.objects.get(pk=event_id)
+    assert (event.status, event.attempts) == ("dead", 3)
+    assert event.last_error.startswith("ValueError: invalid literal for int()")
+
+
+@pytest.mark.django_db
+def test_a_dead_event_is_not_attempted_again_by_a_late_job(client: Client, settings: Any) -> None:
+    settings.STRIPE_EVENT_MAX_ATTEMPTS = 1
+    _, event_id = failing_event(client)
+    assert stripe_event_process(event_id=event_id) == "dead"
+    assert stripe_event_process(event_id=event_id) == "dead"
+    assert StripeEvent.objects.get(pk=event_id).attempts == 1
+
+
+@pytest.mark.django_db
+def test_replay_puts_a_dead_event_back_to_received_with_no_attempts_and_no_error(
+    client: Client, settings: Any
+) -> None:
+    settings.STRIPE_EVENT_MAX_ATTEMPTS = 1
+    _, event_id = failing_event(client)
+    stripe_event_process(event_id=event_id)
+    stripe_event_replay(event_id=event_id)
+    event = StripeEvent.objects.get(pk=event_id)
+    assert (event.status, event.attempts, event.last_error, event.last_traceback) == (
+        "received",
+        0,
+        "",
+        "",
+    )
+
+
+@pytest.mark.django_db
+def test_replay_queues_a_processing_job_for_the_event(client: Client, settings: Any) -> None:
+    settings.STRIPE_EVENT_MAX_ATTEMPTS = 1
+    _, event_id = failing_event(client)
+    stripe_event_process(event_id=event_id)
+    # The job that ran is gone (as the worker leaves it: no longer waiting).
+    ProcrastinateJob.objects.filter(args={"event_id": event_id}).update(status="failed")
+    stripe_event_replay(event_id=event_id)
+    assert queued_jobs(event_id) == 1
+
+
+@pytest.mark.django_db
+def test_replay_adds_no_job_while_one_is_still_waiting(client: Client, settings: Any) -> None:
+    settings.STRIPE_EVENT_MAX_ATTEMPTS = 1
+    _, event_id = failing_event(client)
+    stripe_event_process(event_id=event_id)
+    assert queued_jobs(event_id) == 1  # the webhook's own job, never run here
+    stripe_event_replay(event_id=event_id)
+    assert queued_jobs(event_id) == 1
+    assert StripeEvent.objects.get(pk=event_id).status == "received"
+
+
+@pytest.mark.django_db
+def test_a_replayed_event_is_attempted_afresh(client: Client, settings: Any) -> None:
+    settings.STRIPE_EVENT_MAX_ATTEMPTS = 2
+    _, event_id = failing_event(client)
+    fail(event_id, times=1)
+    assert stripe_event_process(event_id=event_id) == "dead"
+    stripe_event_replay(event_id=event_id)
+    fail(event_id, times=1)
+    assert StripeEvent.objects.get(pk=event_id).status == "failed"
+
+
+@pytest.mark.django_db
+def test_replay_leaves_a_processed_event_alone(client: Client) -> None:
+    order = order_build()
+    event_id = store(client, "checkout.session.completed", session_object(order))
+    stripe_event_process(event_id=event_id)
+    jobs_before = queued_jobs(event_id)
+    stripe_event_replay(event_id=event_id)
+    event = StripeEvent.objects.get(pk=event_id)
+    assert (event.status, event.attempts) == ("processed", 1)
+    assert queued_jobs(event_id) == jobs_before
+
+
+@pytest.mark.django_db
+def test_processing_an_already_processed_event_again_changes_nothing(client: Client) -> None:
+    order = order_build()
+    event_id = store(client, "checkout.session.completed", session_object(order))
+    assert stripe_event_process(event_id=event_id) == "processed"
+    event_before = StripeEvent.objects.values().get(pk=event_id)
+    order_before = Order.objects.values().get(pk=order.pk)
+    timeline = OrderEvent.objects.filter(order=order).count()
+    assert stripe_event_process(event_id=event_id) == "processed"
+    assert StripeEvent.objects.values().get(pk=event_id) == event_before
+    assert Order.objects.values().get(pk=order.pk) == order_before
+    assert OrderEvent.objects.filter(order=order).count() == timeline
+
+
+@pytest.mark.django_db
+def test_a_processed_event_is_linked_to_its_order_with_its_processing_time(
+    client: Client,
+) -> None:
+    order = order_build()
+    event_id = store(client, "checkout.session.completed", session_object(order))
+    before = timezone.now()
+    stripe_event_process(event_id=event_id)
+    event = StripeEvent.objects.get(pk=event_id)
+    assert (event.status, event.attempts, event.order_id) == ("processed", 1, order.pk)
+    assert event.processed_at is not None
+    assert event.processed_at >= before
+
+
+@pytest.mark.django_db
+def test_an_event_type_the_engine_does_not_act_on_is_stored_as_ignored_and_changes_nothing(
+    client: Client,
+) -> None:
+    order = order_build()
+    before = Order.objects.values().get(pk=order.pk)
+    event_id = store(client, "customer.created", {"id": "cus_test_1", "object": "customer"})
+    assert stripe_event_process(event_id=event_id) == "ignored"
+    assert StripeEvent.objects.get(pk=event_id).status == "ignored"
+    assert Order.objects.values().get(pk=order.pk) == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_retries_a_failed_event_later_with_backoff(client: Client) -> None:
+    _, event_id = failing_event(client)
+    run_jobs()
+    event = StripeEvent.objects.get(pk=event_id)
+    assert (event.status, event.attempts) == ("failed", 1)
+    job = ProcrastinateJob.objects.get(
+        task_name="stripe_event_process", args={"event_id": event_id}
+    )
+    assert (job.status, job.attempts) == ("todo", 1)  # back in the queue, not given up
+    assert job.scheduled_at is not None
+    assert timedelta(seconds=1) < job.scheduled_at - event.updated_at < timedelta(seconds=5)
+
+
+def stored_without_job(order: Order, *, age: timedelta) -> StripeEvent:
+    """An event the webhook stored `age` ago whose job was lost (a restored backup,
+    a purged queue): a `received` row and no job."""
+    obj = session_object(order)
+    payload = json.loads(event_json("checkout.session.completed", obj))
+    return StripeEvent.objects.create(
+        id=payload["id"],
+        type=payload["type"],
+        stripe_created=timezone.now() - age,
+        payload=payload,
+        received_at=timezone.now() - age,
+        object_id=obj["id"],
+        checkout_session_id=obj["id"],
+        payment_intent_id=obj["payment_intent"],
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_requeues_received_events_older_than_its_cutoff_and_only_those() -> None:
+    old = stored_without_job(order_build(), age=timedelta(minutes=10))
+    recent = stored_without_job(order_build(), age=timedelta(seconds=5))
+    assert stripe_events_sweep(older_than_seconds=120) == 1
+    assert (queued_jobs(old.pk), queued_jobs(recent.pk)) == (1, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_skips_old_events_in_any_status_but_received() -> None:
+    for status in ("failed", "processed", "dead", "unmatched", "ignored"):
+        event = stored_without_job(order_build(), age=timedelta(minutes=10))
+        StripeEvent.objects.filter(pk=event.pk).update(status=status)
+    assert stripe_events_sweep(older_than_seconds=120) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_swept_event_is_processed_by_the_worker() -> None:
+    order = order_build()
+    event = stored_without_job(order, age=timedelta(minutes=10))
+    stripe_events_sweep(older_than_seconds=120)
+    run_jobs()
+    event.refresh_from_db()
+    order.refresh_from_db()
+    assert (event.status, event.attempts, event.order_id) == ("processed", 1, order.pk)
+    assert (order.status, order.payment_status) == ("paid", "paid")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_replayed_unmatched_event_is_processed_by_the_worker_once_its_order_is_found(
+    client: Client,
+) -> None:
+    order = order_build(with_session=False)
+    session_id = new_session_id()
+    obj = session_object(order, id=session_id, metadata={})  # matchable by session id only
+    event_id = store(client, "checkout.session.completed", obj)
+    run_jobs()
+    assert StripeEvent.objects.get(pk=event_id).status == "unmatched"
+    Order.objects.filter(pk=order.pk).update(stripe_checkout_session_id=session_id)
+    stripe_event_replay(event_id=event_id)
+    run_jobs()
+    order.refresh_from_db()
+    assert StripeEvent.objects.get(pk=event_id).status == "processed"
+    assert order.status == "paid"
