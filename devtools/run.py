@@ -1,14 +1,15 @@
 """`make run`: the whole shop in the foreground.
 
 Starts the embedded PostgreSQL (unless DATABASE_URL is set), migrates, loads the
-demo catalog, then runs the web server (gunicorn) and, unless STRIPE_SECRET_KEY is
-set, the offline Stripe sandbox, until Ctrl-C or SIGTERM, when it stops every
-process it started, the database last.
+demo catalog, then runs the web server (gunicorn), a job worker (procrastinate) and,
+unless STRIPE_SECRET_KEY is set, the offline Stripe sandbox, until Ctrl-C or SIGTERM,
+when it stops every process it started, the database last.
 """
 
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -78,6 +79,18 @@ def stop_all(processes: dict[str, subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
+def loopback_binds(port: str) -> list[str]:
+    """127.0.0.1 and, where the machine has it, [::1]: some clients (Node 17+) try
+    `localhost` as ::1 first."""
+    binds = ["--bind", f"127.0.0.1:{port}"]
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return binds
+    return [*binds, "--bind", f"[::1]:{port}"]
+
+
 def banner(base: str, env: dict[str, str], sandbox: bool) -> str:
     stripe = (
         f"Stripe sandbox at {env['STRIPE_API_BASE']} (pay with 4242 4242 4242 4242; "
@@ -85,6 +98,8 @@ def banner(base: str, env: dict[str, str], sandbox: bool) -> str:
         if sandbox
         else "real Stripe (STRIPE_SECRET_KEY is set)"
     )
+    if not sandbox and not env.get("STRIPE_WEBHOOK_SECRETS"):
+        stripe += "\n  WARNING:     STRIPE_WEBHOOK_SECRETS is empty: every webhook will be refused."
     return f"""
 DjangoMart is running at {base}/
   API docs:    {base}/api/v1/docs      (OpenAPI schema: {base}/api/v1/openapi.json)
@@ -131,7 +146,7 @@ def main() -> int:
             )
             processes["web"] = start(
                 "web",
-                [PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"],
+                [PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py", *loopback_binds(port)],
                 env,
             )
             try:

@@ -67,8 +67,13 @@ FRONTEND_URL: str = env.str("FRONTEND_URL", default="http://localhost:3000").rst
 CHECKOUT_SUCCESS_URL = FRONTEND_URL + "/checkout/success?session_id={CHECKOUT_SESSION_ID}"
 CHECKOUT_CANCEL_URL = FRONTEND_URL + "/checkout/cancel"
 CHECKOUT_REDIRECT_HOSTS: list[str] = [
-    urlsplit(FRONTEND_URL).hostname or "localhost",
-    *env.list("CHECKOUT_REDIRECT_HOSTS", default=["localhost", "127.0.0.1"]),
+    host.strip().lower()
+    for host in [
+        urlsplit(FRONTEND_URL).hostname or "localhost",
+        # Local frontends are allowed in development only.
+        *env.list("CHECKOUT_REDIRECT_HOSTS", default=["localhost", "127.0.0.1"] if DEBUG else []),
+    ]
+    if host.strip()
 ]
 # Stripe allows 30 minutes to 24 hours; stock stays reserved that long.
 CHECKOUT_EXPIRY_MINUTES: int = env.int("CHECKOUT_EXPIRY_MINUTES", default=60)

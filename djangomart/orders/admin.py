@@ -1,4 +1,4 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
@@ -8,6 +8,7 @@ from django.utils.safestring import SafeString
 
 from djangomart.money import format_amount
 from djangomart.orders.models import Order, OrderEvent, OrderLine, OrderNeedingAttention
+from djangomart.orders.services import order_attention_resolve
 from djangomart.payments.models import StripeEvent
 
 MONEY_FIELDS = [
@@ -122,6 +123,14 @@ class OrderAdmin(admin.ModelAdmin[Order]):
                 for e in events
             ),
         ) or format_html("<span>{}</span>", "none")
+
+    actions = ["attention_resolve"]
+
+    @admin.action(description="Mark the attention as resolved (after acting on it)")
+    def attention_resolve(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        for order_id in queryset.filter(needs_attention=True).values_list("pk", flat=True):
+            order_attention_resolve(order_id=order_id, by=str(request.user))
+        messages.success(request, "The selected orders no longer need attention.")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # orders come from checkout, never from the admin

@@ -5,7 +5,7 @@ from ninja import HeaderEx, P, Router, Status
 
 from djangomart.api.schemas import ErrorOut
 from djangomart.orders.models import Order
-from djangomart.orders.ratelimit import sync_allowed
+from djangomart.orders.ratelimit import sync_slot_take
 from djangomart.orders.schemas import CheckoutIn, CheckoutOut, OrderLineOut, OrderOut
 from djangomart.orders.selectors import order_get_for_client
 from djangomart.payments import checkout
@@ -50,7 +50,7 @@ def checkout_create(
     `Idempotency-Key` header to make retries return the same order and session."""
     result = checkout.checkout_create(
         email=body.email,
-        lines=[checkout.CheckoutLineIn(sku=ln.sku, quantity=ln.quantity) for ln in body.lines],
+        lines=[checkout.LineWanted(sku=ln.sku, quantity=ln.quantity) for ln in body.lines],
         success_url=body.success_url,
         cancel_url=body.cancel_url,
         idempotency_key=idempotency_key,
@@ -79,16 +79,18 @@ def order_detail(
 
 
 @router.post(
-    "/orders/{order_id}/sync", response={200: OrderOut, 404: ErrorOut, 429: ErrorOut, 502: ErrorOut}
+    "/orders/{order_id}/sync", response={200: OrderOut, 404: ErrorOut, 409: ErrorOut, 502: ErrorOut}
 )
 def order_sync(
     request: HttpRequest,
     order_id: UUID,
     x_order_token: HeaderEx[str | None, P(alias="X-Order-Token", max_length=128)] = None,
 ) -> OrderOut:
-    """Asks Stripe for the order's Checkout Session now and applies it, for success pages
-    that want an answer before the webhook arrives. At most one call per order a second."""
+    """Asks Stripe for the order's Checkout Session now and applies it with the function the
+    webhook uses, for success pages that want an answer before the webhook arrives.
+    Stripe is asked at most once a second per order; a request within that second gets
+    the order as it stands, so polling is never refused."""
     order = order_get_for_client(order_id=order_id, token=x_order_token, user=request.user)
-    sync_allowed(order_id=order.id)
-    synced = checkout.order_sync(order_id=order.id)
-    return order_out(Order.objects.prefetch_related("lines").get(pk=synced.pk))
+    if sync_slot_take(order_id=order.id):
+        order = checkout.order_sync(order_id=order.id)
+    return order_out(Order.objects.prefetch_related("lines").get(pk=order.pk))

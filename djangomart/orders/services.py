@@ -1,6 +1,11 @@
-"""Writes on orders that are not lifecycle transitions: flags and money facts.
-Every function here expects the order to be locked by the caller."""
+"""Writes on orders that are not lifecycle transitions: flags and notes. Functions that
+take an `order` expect it locked by the caller (money facts live in payments.facts)."""
 
+from uuid import UUID
+
+from django.db import transaction
+
+from djangomart.orders.locks import orders_lock
 from djangomart.orders.models import Order, OrderEvent
 
 
@@ -25,3 +30,14 @@ def order_note(
     OrderEvent.objects.create(
         order=order, kind=kind, stripe_event_id=stripe_event_id, message=message, data=data
     )
+
+
+@transaction.atomic
+def order_attention_resolve(*, order_id: UUID, by: str) -> None:
+    """Staff acted on what the order was flagged for: clear the flag, keep the history."""
+    order = orders_lock([order_id])[order_id]
+    reasons = order.attention_reasons
+    order.needs_attention = False
+    order.attention_reasons = []
+    order.save(update_fields=["needs_attention", "attention_reasons", "updated_at"])
+    order_note(order, OrderEvent.Kind.NOTE, f"Attention resolved by {by}.", reasons=reasons)

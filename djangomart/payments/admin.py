@@ -59,7 +59,7 @@ class StripeEventAdmin(admin.ModelAdmin[StripeEvent]):
     def payload_pretty(self, event: StripeEvent) -> SafeString:
         return format_html("<pre>{}</pre>", json.dumps(event.payload, indent=2, sort_keys=True))
 
-    @admin.action(description="Replay: process the selected events again")
+    @admin.action(description="Replay: process the selected events again", permissions=["replay"])
     def replay(self, request: HttpRequest, queryset: QuerySet[StripeEvent]) -> None:
         count = 0
         for event in queryset.exclude(status=StripeEvent.Status.PROCESSED):
@@ -68,6 +68,9 @@ class StripeEventAdmin(admin.ModelAdmin[StripeEvent]):
         messages.success(
             request, f"{count} event(s) queued for processing; processed ones are skipped."
         )
+
+    def has_replay_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("payments.replay_stripeevent")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -106,3 +109,6 @@ class PaymentAdmin(admin.ModelAdmin[Payment]):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Payment | None = None) -> bool:
+        return False  # money facts are derived from these rows

@@ -21,7 +21,7 @@ from djangomart.core.errors import DomainError, NotFound
 from djangomart.orders import transitions
 from djangomart.orders.locks import orders_lock, variants_lock
 from djangomart.orders.models import Order, OrderEvent, OrderLine
-from djangomart.orders.services import order_note
+from djangomart.orders.services import order_flag, order_note
 from djangomart.payments import facts, gateway
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class PaymentProviderUnavailable(DomainError):
 
 
 @dataclass(frozen=True)
-class CheckoutLineIn:
+class LineWanted:
     sku: str
     quantity: int
 
@@ -67,19 +67,36 @@ class CheckoutResult:
     checkout_session_id: str
 
 
+MAX_QUANTITY = 100
+
+
 def redirect_url_check(url: str, field: str) -> str:
-    """success_url / cancel_url must point at a configured frontend host."""
+    """success_url / cancel_url must point at a configured frontend host. URLs that
+    browsers and urlsplit could read differently (user info, backslashes, control
+    characters) are refused outright."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or "@" in parts.netloc
+        or "\\" in url
+        or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url)
+    ):
         raise InvalidCheckout(f"{field} must be an absolute http(s) URL.", field=field)
-    if parts.hostname not in settings.CHECKOUT_REDIRECT_HOSTS:
+    if parts.hostname.lower() not in settings.CHECKOUT_REDIRECT_HOSTS:
         raise InvalidCheckout(f"{field} must be on an allowed host.", field=field)
     return url
 
 
-def _fingerprint(email: str, lines: list[CheckoutLineIn], success_url: str, cancel_url: str) -> str:
+def _fingerprint(
+    email: str,
+    lines: list[LineWanted],
+    success_url: str,
+    cancel_url: str,
+    customer_id: int | None,
+) -> str:
     body = json.dumps(
-        [email, sorted((ln.sku, ln.quantity) for ln in lines), success_url, cancel_url]
+        [email, sorted((ln.sku, ln.quantity) for ln in lines), success_url, cancel_url, customer_id]
     )
     return hashlib.sha256(body.encode()).hexdigest()
 
@@ -87,7 +104,7 @@ def _fingerprint(email: str, lines: list[CheckoutLineIn], success_url: str, canc
 def checkout_create(
     *,
     email: str,
-    lines: list[CheckoutLineIn],
+    lines: list[LineWanted],
     success_url: str | None = None,
     cancel_url: str | None = None,
     idempotency_key: str | None = None,
@@ -101,8 +118,11 @@ def checkout_create(
     merged: dict[str, int] = {}
     for line in lines:
         merged[line.sku] = merged.get(line.sku, 0) + line.quantity
-    wanted = [CheckoutLineIn(sku, quantity) for sku, quantity in merged.items()]
-    fingerprint = _fingerprint(email, wanted, success_url, cancel_url)
+    for sku, quantity in merged.items():
+        if quantity > MAX_QUANTITY:
+            raise InvalidCheckout(f"At most {MAX_QUANTITY} of {sku} per order.", sku=sku)
+    wanted = [LineWanted(sku, quantity) for sku, quantity in merged.items()]
+    fingerprint = _fingerprint(email, wanted, success_url, cancel_url, customer_id)
     order = _existing_for_key(idempotency_key, fingerprint)
     if order is None:
         try:
@@ -136,14 +156,15 @@ def _existing_for_key(idempotency_key: str | None, fingerprint: str) -> Order | 
 def _order_create(
     *,
     email: str,
-    lines: list[CheckoutLineIn],
+    lines: list[LineWanted],
     success_url: str,
     cancel_url: str,
     idempotency_key: str | None,
     fingerprint: str,
     customer_id: int | None,
 ) -> Order:
-    by_sku = {v.sku: v for v in Variant.objects.filter(sku__in=[ln.sku for ln in lines])}
+    found = Variant.objects.filter(sku__in=[ln.sku for ln in lines]).select_related("product")
+    by_sku = {v.sku: v for v in found}
     for line in lines:
         variant = by_sku.get(line.sku)
         if variant is None or not variant.active or not variant.product.active:
@@ -219,11 +240,14 @@ def _session_ensure(order: Order) -> CheckoutResult:
         logger.warning(
             "checkout session creation failed", extra={"order_id": str(order.id), "error": str(exc)}
         )
-        _order_cancel_unpaid(order.pk, reason=f"Payment provider error: {exc}")
+        current = _order_cancel_unless_session(order.pk, reason=f"Payment provider error: {exc}")
+        if current.stripe_checkout_session_id and current.checkout_url:
+            # A concurrent retry of the same checkout got the session: answer with it.
+            return CheckoutResult(current, current.checkout_url, current.stripe_checkout_session_id)
         raise PaymentProviderUnavailable(id=str(order.id), access_token=order.access_token) from exc
     with transaction.atomic():
         locked = orders_lock([order.pk])[order.pk]
-        if locked.stripe_checkout_session_id is None:
+        if locked.stripe_checkout_session_id is None and locked.is_pending():
             locked.stripe_checkout_session_id = session.id
             locked.checkout_url = session.url
             locked.save(update_fields=["stripe_checkout_session_id", "checkout_url", "updated_at"])
@@ -233,37 +257,59 @@ def _session_ensure(order: Order) -> CheckoutResult:
                 "Stripe Checkout Session created.",
                 session_id=session.id,
             )
-    return CheckoutResult(locked, session.url, session.id)
+        if locked.stripe_checkout_session_id:
+            return CheckoutResult(locked, locked.checkout_url, locked.stripe_checkout_session_id)
+    # A concurrent retry gave up on Stripe and canceled the order while this call was
+    # creating the session: nobody may pay it.
+    try:
+        gateway.checkout_session_expire(session.id)
+    except gateway.GatewayError:
+        logger.exception(
+            "could not expire the session of a canceled order",
+            extra={"order_id": str(order.id), "session_id": session.id},
+        )
+    raise PaymentProviderUnavailable(id=str(order.id), access_token=order.access_token)
 
 
 @transaction.atomic
-def _order_cancel_unpaid(order_id: UUID, *, reason: str) -> None:
+def _order_cancel_unless_session(order_id: UUID, *, reason: str) -> Order:
+    """Cancels the order (giving its stock back) unless it got a session meanwhile."""
     order = orders_lock([order_id])[order_id]
-    transitions.apply(order, Order.Status.CANCELED, message=reason)
+    if not order.stripe_checkout_session_id and order.is_pending():
+        transitions.apply(order, Order.Status.CANCELED, message=reason)
+    return order
 
 
 def checkout_session_apply(
     order: Order, session: dict[str, Any], *, stripe_event_id: str = ""
 ) -> None:
-    """Brings a (locked) order in line with what its Checkout Session says now."""
-    intent_id = (
-        session.get("payment_intent") if isinstance(session.get("payment_intent"), str) else None
-    )
+    """Brings a (locked) order in line with what its Checkout Session says now. Without a
+    Stripe event (the sync), applying what is already known writes nothing."""
+    raw_intent = session.get("payment_intent")
+    intent_id = raw_intent if isinstance(raw_intent, str) and raw_intent else None
     if order.stripe_checkout_session_id is None and isinstance(session.get("id"), str):
         order.stripe_checkout_session_id = session["id"]
         order.save(update_fields=["stripe_checkout_session_id", "updated_at"])
     status, payment_status = session.get("status"), session.get("payment_status")
     if status == "complete" and payment_status == "paid":
+        if intent_id is None:
+            order_flag(
+                order,
+                "payment_without_intent",
+                stripe_event_id=stripe_event_id,
+                message="A paid Checkout Session names no PaymentIntent.",
+            )
+            return
         facts.payment_succeeded(
             order,
-            intent_id=intent_id or f"session:{session.get('id')}",
+            intent_id=intent_id,
             amount=int(session.get("amount_total") or 0),
             currency=str(session.get("currency") or ""),
             stripe_event_id=stripe_event_id,
         )
-    elif status == "complete":
+    elif status == "complete" and payment_status == "unpaid":
         facts.payment_processing(order, intent_id=intent_id, stripe_event_id=stripe_event_id)
-    elif status == "expired":
+    elif status == "expired" and (stripe_event_id or order.is_pending()):
         transitions.apply(order, Order.Status.EXPIRED, stripe_event_id=stripe_event_id)
     # An open session: the customer is still paying; nothing to apply.
 

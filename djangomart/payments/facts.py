@@ -12,10 +12,14 @@ Status = Order.Status
 PaymentStatus = Order.PaymentStatus
 
 
-def _payment(order: Order, intent_id: str) -> Payment:
+def _payment(order: Order, intent_id: str) -> Payment | None:
+    """The order's Payment row for a PaymentIntent, created on first sight; None when
+    that PaymentIntent already belongs to another order (the caller flags it)."""
     payment, _ = Payment.objects.get_or_create(
         stripe_payment_intent_id=intent_id, defaults={"order": order}
     )
+    if payment.order_id != order.pk:
+        return None
     if order.stripe_payment_intent_id is None:
         order.stripe_payment_intent_id = intent_id
         order.save(update_fields=["stripe_payment_intent_id", "updated_at"])
@@ -23,10 +27,16 @@ def _payment(order: Order, intent_id: str) -> Payment:
 
 
 def order_money_refresh(order: Order) -> None:
-    """Derives amount_paid and payment_status from the order's Payment rows."""
+    """Derives amount_paid and payment_status from the order's Payment rows.
+
+    `paid` means one payment in the order's currency covered exactly its total; money
+    that does not match (another amount, another currency) is kept on its Payment row
+    and in amount_paid (order currency only), and the order is flagged by the caller.
+    """
     payments = list(order.payments.all())
-    paid = sum(p.amount_received for p in payments if p.succeeded and p.currency == order.currency)
-    if any(p.succeeded for p in payments) and paid >= order.total:
+    received = [p for p in payments if p.succeeded and p.currency == order.currency]
+    paid = sum(p.amount_received for p in received)
+    if any(p.amount_received == order.total for p in received):
         payment_status = PaymentStatus.PAID
     elif any(p.processing and not p.async_failed and not p.succeeded for p in payments):
         payment_status = PaymentStatus.PROCESSING
@@ -41,13 +51,26 @@ def order_money_refresh(order: Order) -> None:
 def payment_succeeded(
     order: Order, *, intent_id: str, amount: int, currency: str, stripe_event_id: str
 ) -> None:
-    """Money arrived for `order`. Pays a pending order when amount and currency match;
-    anything else is recorded and flagged, never dropped."""
+    """Money arrived for `order` (locked). Pays a pending order when amount and currency
+    match; anything else is recorded and flagged, never dropped. Without a Stripe event
+    (the landing-page sync), facts already known change nothing and write nothing."""
     payment = _payment(order, intent_id)
-    if not payment.succeeded or amount > payment.amount_received or not payment.currency:
-        payment.succeeded = True
-        payment.amount_received = max(payment.amount_received, amount)
-        payment.currency = payment.currency or currency
+    if payment is None:
+        order_flag(
+            order,
+            "payment_intent_conflict",
+            stripe_event_id=stripe_event_id,
+            message=f"{intent_id} already belongs to another order.",
+        )
+        return
+    known = (payment.succeeded, payment.amount_received, payment.currency)
+    payment.succeeded = True
+    payment.amount_received = max(payment.amount_received, amount)
+    payment.currency = payment.currency or currency
+    if (payment.succeeded, payment.amount_received, payment.currency) == known:
+        if not stripe_event_id:
+            return
+    else:
         payment.save()
     order_money_refresh(order)
     if currency != order.currency:
@@ -66,6 +89,14 @@ def payment_succeeded(
             message=f"Paid {amount}, order total is {order.total}.",
         )
         return
+    if order.payments.filter(succeeded=True).exclude(pk=payment.pk).exists():
+        # A second successful PaymentIntent for one order: the customer paid twice.
+        order_flag(
+            order,
+            "duplicate_payment",
+            stripe_event_id=stripe_event_id,
+            message=f"{intent_id} is a second successful payment for this order.",
+        )
     if order.status == Status.PENDING:
         transitions.apply(order, Status.PAID, stripe_event_id=stripe_event_id)
     elif order.status in (Status.PAID, Status.FULFILLED):
@@ -76,7 +107,8 @@ def payment_succeeded(
             stripe_event_id=stripe_event_id,
         )
     else:
-        # Paid after the order expired, failed or was canceled: the money is real.
+        # Paid after the order expired, failed or was canceled: the money is real, and
+        # the reserved stock was already given back. A human decides (docs/payments.md).
         order_flag(
             order,
             "late_payment",
@@ -87,11 +119,12 @@ def payment_succeeded(
 
 def payment_processing(order: Order, *, intent_id: str | None, stripe_event_id: str) -> None:
     """A delayed method was submitted; the bank's answer comes later."""
-    if intent_id:
-        payment = _payment(order, intent_id)
-        if not payment.processing:
-            payment.processing = True
-            payment.save()
+    payment = _payment(order, intent_id) if intent_id else None
+    if payment is not None and not payment.processing:
+        payment.processing = True
+        payment.save()
+    elif not stripe_event_id:
+        return  # a sync re-reading what is already known
     order_money_refresh(order)
     order_note(
         order,
@@ -103,11 +136,10 @@ def payment_processing(order: Order, *, intent_id: str | None, stripe_event_id: 
 
 def payment_async_failed(order: Order, *, intent_id: str | None, stripe_event_id: str) -> None:
     """The delayed payment failed: the order fails (if it was still waiting)."""
-    if intent_id:
-        payment = _payment(order, intent_id)
-        if not payment.async_failed:
-            payment.async_failed = True
-            payment.save()
+    payment = _payment(order, intent_id) if intent_id else None
+    if payment is not None and not payment.async_failed:
+        payment.async_failed = True
+        payment.save()
     order_money_refresh(order)
     transitions.apply(
         order, Status.FAILED, stripe_event_id=stripe_event_id, message="Delayed payment failed."

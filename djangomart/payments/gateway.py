@@ -21,7 +21,8 @@ SIGNATURE_TOLERANCE = 300
 
 
 class GatewayError(Exception):
-    """Stripe refused the request (4xx): retrying the same request will not help."""
+    """Stripe did not do what was asked: it refused the request, or (GatewayUnavailable)
+    could not be reached or failed even after the SDK's retries."""
 
 
 class GatewayUnavailable(GatewayError):
@@ -32,7 +33,6 @@ class GatewayUnavailable(GatewayError):
 class CheckoutSession:
     id: str
     url: str
-    payment_intent_id: str | None
 
 
 @dataclass(frozen=True)
@@ -58,9 +58,7 @@ def client_reset() -> None:
 def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
-    except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
-        raise GatewayUnavailable(str(exc)) from exc
-    except stripe.APIError as exc:
+    except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as exc:
         raise GatewayUnavailable(str(exc)) from exc
     except stripe.StripeError as exc:
         raise GatewayError(str(exc)) from exc
@@ -103,7 +101,18 @@ def checkout_session_create(
         params=params,
         options={"idempotency_key": f"checkout:{order_id}"},
     )
-    return CheckoutSession(id=session.id, url=session.url, payment_intent_id=session.payment_intent)
+    return CheckoutSession(id=session.id, url=session.url)
+
+
+def checkout_session_expire(session_id: str) -> None:
+    """Expires an open session so that nobody can pay it (an expired one is left alone)."""
+    session = _call(_client().v1.checkout.sessions.retrieve, session_id)
+    if session.status == "open":
+        _call(
+            _client().v1.checkout.sessions.expire,
+            session_id,
+            options={"idempotency_key": f"checkout-expire:{session_id}"},
+        )
 
 
 def checkout_session_retrieve(session_id: str) -> dict[str, Any]:
@@ -128,13 +137,14 @@ def webhook_payload_verify(payload: bytes, signature_header: str, secrets: Seque
         raise SignatureError("malformed signature header") from None
     if timestamp > time.time() + SIGNATURE_TOLERANCE:
         raise SignatureError("timestamp is in the future")
-    text = payload.decode("utf-8", errors="replace")
     for secret in secrets:
         try:
             stripe.WebhookSignature.verify_header(
-                text, signature_header, secret, SIGNATURE_TOLERANCE
+                payload, signature_header, secret, SIGNATURE_TOLERANCE
             )
             return
         except stripe.SignatureVerificationError:
             continue
+        except UnicodeDecodeError:
+            raise SignatureError("the body is not UTF-8, so Stripe did not sign it") from None
     raise SignatureError("no configured secret matches")

@@ -31,7 +31,7 @@ def on_payment_intent_succeeded(event: StripeEvent, order: Order) -> None:
     facts.payment_succeeded(
         order,
         intent_id=str(intent["id"]),
-        amount=int(intent.get("amount_received") or 0),  # type: ignore[call-overload]
+        amount=int(intent.get("amount_received") or 0),
         currency=str(intent.get("currency") or ""),
         stripe_event_id=event.id,
     )

@@ -1,9 +1,9 @@
 """The webhook inbox: store every signed event once (counting repeat deliveries), then
 process each in its own transaction in a worker.
 
-Processing claims the event row, locks its order (event rows, then orders, then
-variants: the global lock order), runs the handler for its type and marks the event,
-all in one transaction. An exception rolls all of it back; the failure is then
+Processing claims the event (an advisory lock on its id), locks its order (event claim,
+then orders, then variants: the global lock order), runs the handler for its type and
+marks the event, all in one transaction. An exception rolls all of it back; the failure is then
 recorded in a transaction of its own and the job is retried with backoff until the
 event is `dead`. A crash at any point leaves either the old state with the event
 unprocessed, or the new state with the event processed.

@@ -1,6 +1,8 @@
 """The webhook inbox (every Stripe event, as received) and the payment facts derived
 from it, one row per Stripe object."""
 
+from typing import Any
+
 from django.db import models
 from django.db.models import Q
 
@@ -43,6 +45,7 @@ class StripeEvent(models.Model):
 
     class Meta:
         ordering = ["-received_at"]
+        permissions = [("replay_stripeevent", "Can replay Stripe events")]
         indexes = [
             models.Index(fields=["status", "received_at"], name="stripeevent_status_received"),
             models.Index(fields=["type", "received_at"], name="stripeevent_type_received"),
@@ -57,7 +60,7 @@ class StripeEvent(models.Model):
         return f"{self.id} {self.type} ({self.status})"
 
     @property
-    def data_object(self) -> dict[str, object]:
+    def data_object(self) -> dict[str, Any]:
         obj = self.payload.get("data", {}).get("object", {})
         return obj if isinstance(obj, dict) else {}
 

@@ -3,7 +3,7 @@
 from procrastinate import RetryStrategy
 from procrastinate.contrib.django import app
 
-from djangomart.payments import inbox
+from djangomart.payments import inbox, reconcile
 
 
 @app.task(
@@ -22,3 +22,9 @@ def stripe_event_process_task(event_id: str) -> str:
 @app.task(name="stripe_events_sweep", queue="stripe_events", queueing_lock="stripe_events_sweep")
 def stripe_events_sweep_task(timestamp: int) -> int:
     return inbox.stripe_events_sweep()
+
+
+@app.periodic(cron="*/5 * * * *")
+@app.task(name="orders_reconcile_stale", queue="reconcile", queueing_lock="orders_reconcile_stale")
+def orders_reconcile_stale_task(timestamp: int) -> int:
+    return reconcile.orders_reconcile_stale()

@@ -8,7 +8,8 @@ a 503 so that Stripe retries; a bad signature or body is a 400 and stores nothin
 import logging
 
 from django.conf import settings
-from django.db import DatabaseError, DataError
+from django.db import DataError
+from django.db import Error as DbError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -52,7 +53,8 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
         # PostgreSQL's JSON cannot hold it (a \u0000 in a string): retrying cannot help.
         logger.exception("webhook: event cannot be stored", extra={"event_id": event["id"]})
         return _refuse("payload", 400, "invalid_event", "The event cannot be stored.")
-    except DatabaseError:
+    except DbError:
+        # Any database trouble, a lost connection included: 503, and Stripe retries.
         logger.exception("webhook: could not store event", extra={"event_id": event["id"]})
         return error_response(503, "service_unavailable", "Try again later.")
     return JsonResponse({"received": True, "duplicate": not inserted})

@@ -306,6 +306,10 @@ def test_a_malformed_checkout_is_refused_with_422(
         ("success_url", "javascript:alert(1)"),
         ("cancel_url", "/cart"),
         ("success_url", "ftp://localhost/thanks"),
+        # Read as localhost by urlsplit, as evil.example.com by browsers:
+        ("success_url", "https://evil.example.com\\@localhost/thanks"),
+        ("success_url", "https://user@localhost/thanks"),
+        ("cancel_url", "https://localhost/cart\n"),
     ],
 )
 def test_a_redirect_url_off_the_allowed_hosts_is_refused_with_422(
@@ -515,3 +519,34 @@ def test_a_checkout_retried_after_the_session_was_created_but_not_stored_gets_th
     assert again.status_code == 201, again.content
     assert again.json()["checkout_session_id"] == first["checkout_session_id"]
     assert len(sessions_on_stripe(sandbox)) == 1
+
+
+def test_merged_lines_over_the_quantity_limit_are_refused_with_422(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    body = checkout_body(lines=[{"sku": "TEE-M", "quantity": 60}, {"sku": "TEE-M", "quantity": 60}])
+    response = checkout_post(client, body)
+    assert (response.status_code, response.json()["code"]) == (422, "validation_error")
+    assert not Order.objects.exists()
+
+
+def test_a_checkout_whose_stripe_call_fails_after_a_retry_got_the_session_answers_with_it(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    """Two requests with one Idempotency-Key: the first got the session, the second's own
+    Stripe call failed. The second must answer with the session, not cancel the order."""
+    first = checkout_post(client, HTTP_IDEMPOTENCY_KEY="race-1")
+    assert first.status_code == 201
+    order = Order.objects.get()
+    # The second request read the order before the first saved its session...
+    from djangomart.payments.checkout import _session_ensure
+
+    stale = Order.objects.get(pk=order.pk)
+    stale.stripe_checkout_session_id = None
+    stale.checkout_url = ""
+    sandbox.configure(api_error_rate=1.0)  # ...and its own Stripe call fails.
+    result = _session_ensure(stale)
+    order.refresh_from_db()
+    assert result.checkout_session_id == first.json()["checkout_session_id"]
+    assert order.status == "pending"
+    assert stock("TEE-M") == 8

@@ -207,3 +207,50 @@ def test_unmatched_events_are_listed_as_needing_attention_in_the_admin(
     page = response.content.decode()
     assert unmatched.id in page
     assert processed.id not in page
+
+
+def test_an_overpayment_is_not_reported_as_paid(client: Client) -> None:
+    order = order_build()
+    deliver(
+        client, "checkout.session.completed", session_object(order, amount_total=order.total + 1)
+    )
+    order.refresh_from_db()
+    assert (order.payment_status, order.amount_paid) == ("unpaid", order.total + 1)
+
+
+def test_a_second_successful_payment_for_one_order_is_flagged_duplicate_payment(
+    client: Client,
+) -> None:
+    order = order_build()
+    deliver(client, "payment_intent.succeeded", intent_object(order, new_intent_id()))
+    deliver(client, "payment_intent.succeeded", intent_object(order, new_intent_id()))
+    order.refresh_from_db()
+    assert order.status == "paid"
+    assert order.amount_paid == 2 * order.total
+    assert order.attention_reasons == ["duplicate_payment"]
+
+
+def test_the_same_payment_told_by_the_session_and_the_intent_counts_once(client: Client) -> None:
+    order = order_build()
+    intent_id = new_intent_id()
+    deliver(client, "checkout.session.completed", session_object(order, payment_intent=intent_id))
+    deliver(client, "payment_intent.succeeded", intent_object(order, intent_id))
+    order.refresh_from_db()
+    assert (order.status, order.amount_paid, order.needs_attention) == ("paid", order.total, False)
+
+
+def test_a_paid_session_naming_no_payment_intent_is_flagged_not_paid(client: Client) -> None:
+    order = order_build()
+    deliver(client, "checkout.session.completed", session_object(order, payment_intent=None))
+    order.refresh_from_db()
+    assert (order.status, order.attention_reasons) == ("pending", ["payment_without_intent"])
+
+
+def test_a_payment_intent_of_another_order_is_flagged_and_not_counted(client: Client) -> None:
+    first, second = order_build(), order_build()
+    intent_id = new_intent_id()
+    deliver(client, "payment_intent.succeeded", intent_object(first, intent_id))
+    deliver(client, "checkout.session.completed", session_object(second, payment_intent=intent_id))
+    second.refresh_from_db()
+    assert (second.status, second.amount_paid) == ("pending", 0)
+    assert second.attention_reasons == ["payment_intent_conflict"]

@@ -298,7 +298,11 @@ def test_two_payments_processed_at_once_for_one_order_both_count(
 
     order.refresh_from_db()
     assert outcomes == ["processed", "processed"]
-    assert (order.amount_paid, order.payment_status) == (order.total, "paid")
+    # Both partial payments are counted (no lost update); neither alone pays the order,
+    # so it is not `paid` and a human is asked to look.
+    assert order.amount_paid == order.total
+    assert (order.status, order.payment_status) == ("pending", "unpaid")
+    assert order.attention_reasons == ["amount_mismatch"]
 
 
 def test_two_flags_raised_at_once_on_one_order_are_both_kept(
@@ -315,3 +319,35 @@ def test_two_flags_raised_at_once_on_one_order_are_both_kept(
     order.refresh_from_db()
     assert order.needs_attention
     assert sorted(order.attention_reasons) == ["amount_mismatch", "currency_mismatch"]
+
+
+def test_a_repeated_delivery_is_acknowledged_and_counted_while_a_worker_holds_the_event(
+    client: Client, stripe_settings: Any
+) -> None:
+    """The worker claims the event, then waits for the order's lock; a repeated delivery
+    of that event meanwhile is answered at once, and its count survives the worker's
+    own write of the event."""
+    order = order_pending()
+    payload = event_json("checkout.session.completed", session_object(order))
+    event_id = json.loads(payload)["id"]
+    assert post_event(client, payload).status_code == 200
+    outcome: list[str] = []
+
+    def work() -> None:
+        try:
+            outcome.append(stripe_event_process(event_id=event_id))
+        finally:
+            connection.close()
+
+    with held_transaction(order_row_locked(order.pk)):
+        worker = threading.Thread(target=work)
+        worker.start()
+        lock_waiters_wait(1)  # the worker holds the claim and waits for the order
+        started = time.monotonic()
+        response = post_event(client, payload)
+        elapsed = time.monotonic() - started
+    worker.join(15)
+    assert (response.status_code, response.json()["duplicate"]) == (200, True)
+    assert elapsed < 1.0
+    assert outcome == ["processed"]
+    assert StripeEvent.objects.get(pk=event_id).delivery_count == 2

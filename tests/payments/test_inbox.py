@@ -276,11 +276,35 @@ def test_the_sweep_requeues_received_events_older_than_its_cutoff_and_only_those
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_sweep_skips_old_events_in_any_status_but_received() -> None:
+def test_the_sweep_skips_old_events_that_are_final_or_failing_recently() -> None:
+    # .update() leaves updated_at as it was at insert: a minute ago, so a failed event
+    # counts as recently failing (its retry job is still on its way).
     for status in ("failed", "processed", "dead", "unmatched", "ignored"):
         event = stored_without_job(order_build(), age=timedelta(minutes=10))
-        StripeEvent.objects.filter(pk=event.pk).update(status=status)
+        StripeEvent.objects.filter(pk=event.pk).update(
+            status=status, updated_at=timezone.now() - timedelta(minutes=1)
+        )
     assert stripe_events_sweep(older_than_seconds=120) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_requeues_a_failed_event_whose_retry_job_was_lost() -> None:
+    event = stored_without_job(order_build(), age=timedelta(hours=1))
+    StripeEvent.objects.filter(pk=event.pk).update(
+        status="failed", attempts=2, updated_at=timezone.now() - timedelta(minutes=20)
+    )
+    assert stripe_events_sweep(older_than_seconds=120) == 1
+    run_jobs()
+    event.refresh_from_db()
+    assert (event.status, event.attempts) == ("processed", 3)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_does_not_queue_a_second_job_while_one_is_waiting() -> None:
+    event = stored_without_job(order_build(), age=timedelta(minutes=10))
+    assert stripe_events_sweep(older_than_seconds=120) == 1
+    assert stripe_events_sweep(older_than_seconds=120) == 0
+    assert queued_jobs(event.pk) == 1
 
 
 @pytest.mark.django_db(transaction=True)

@@ -420,3 +420,38 @@ def test_a_customer_cannot_replay_events(client: Client, settings: Any) -> None:
     assert response["Location"].startswith("/admin/login/")
     dead.refresh_from_db()
     assert dead.status == "dead"
+
+
+def test_staff_without_the_replay_permission_are_not_offered_replay(client: Client) -> None:
+    viewer = User.objects.create_user("viewer", "v@example.com", "pw-for-tests", is_staff=True)
+    from django.contrib.auth.models import Permission
+
+    viewer.user_permissions.add(Permission.objects.get(codename="view_stripeevent"))
+    staff = Client()
+    staff.force_login(viewer)
+    response = staff.get(EVENTS)
+    assert response.status_code == 200
+    assert '<option value="replay">' not in response.content.decode()
+
+
+def test_payment_rows_cannot_be_deleted_from_the_admin(
+    client: Client, staff_client: Client
+) -> None:
+    order, _, _ = paid_order(client)
+    payment = order.payments.get()
+    response = staff_client.get(f"/admin/payments/payment/{payment.pk}/delete/")
+    assert response.status_code == 403
+
+
+def test_staff_can_mark_an_orders_attention_as_resolved(
+    client: Client, staff_client: Client
+) -> None:
+    order = order_build()
+    deliver(client, "checkout.session.completed", session_object(order, amount_total=1))
+    response = staff_client.post(
+        "/admin/orders/order/", {"action": "attention_resolve", "_selected_action": [str(order.pk)]}
+    )
+    assert response.status_code == 302
+    order.refresh_from_db()
+    assert (order.needs_attention, order.attention_reasons) == (False, [])
+    assert order.events.filter(message__startswith="Attention resolved by").exists()
