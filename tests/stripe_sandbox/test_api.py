@@ -914,7 +914,7 @@ def test_sdk_with_an_empty_api_key_raises_authentication_error(sandbox: SandboxS
 
 
 @pytest.mark.parametrize(
-    "api_key", ["sk_live_notallowedhere", "pk_test_publishable", "rk_test_restrictedkey"]
+    "api_key", ["sk_live_fake_not_allowed", "pk_test_publishable", "rk_test_restrictedkey"]
 )
 def test_sdk_with_a_non_test_secret_key_raises_authentication_error(
     sandbox: SandboxServer, api_key: str
@@ -930,7 +930,7 @@ def test_sdk_with_a_non_test_secret_key_raises_authentication_error(
 
 
 def test_refused_key_creates_nothing(sandbox: SandboxServer) -> None:
-    bad = sandbox.client(api_key="sk_live_notallowedhere")
+    bad = sandbox.client(api_key="sk_live_fake_not_allowed")
     refused(lambda: bad.v1.checkout.sessions.create(params=params_for(sandbox)), stripe.StripeError)
     assert sandbox.client().v1.checkout.sessions.list().data == []
 
