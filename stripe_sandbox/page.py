@@ -22,6 +22,8 @@ button{font-size:1rem;padding:.5rem 1rem;margin:.3rem .3rem .3rem 0}
 
 
 def _money(amount: int, currency: str) -> str:
+    # Stripe's own list, kept here because the sandbox never imports djangomart
+    # (djangomart.money has the shop's copy).
     zero_decimal = {
         "bif",
         "clp",

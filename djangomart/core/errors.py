@@ -41,8 +41,6 @@ class DomainError(Exception):
     status = 400
     code = "bad_request"
     default_message = "The request cannot be processed."
-    # Seconds, sent as Retry-After (for 429 and 503).
-    retry_after: int | None = None
 
     def __init__(self, message: str | None = None, **extra: Any) -> None:
         self.message = message or self.default_message
@@ -50,10 +48,7 @@ class DomainError(Exception):
         super().__init__(self.message)
 
     def as_response(self) -> JsonResponse:
-        response = error_response(self.status, self.code, self.message, **self.extra)
-        if self.retry_after is not None:
-            response["Retry-After"] = str(self.retry_after)
-        return response
+        return error_response(self.status, self.code, self.message, **self.extra)
 
 
 class NotFound(DomainError):

@@ -7,18 +7,16 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from typing import Any
 
 from django.db import connection, transaction
 from django.forms.models import model_to_dict
-from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateJob
 
 from djangomart.catalog.demo import demo_catalog_seed
-from djangomart.catalog.models import Variant
 from djangomart.orders.locks import orders_lock
-from djangomart.orders.models import Order, OrderEvent, OrderLine
+from djangomart.orders.models import Order
+from tests.payments.builders import order_build
 
 
 def order_pending(
@@ -27,29 +25,7 @@ def order_pending(
     """A pending order as checkout leaves it once its Checkout Session exists, built with
     the ORM so that no Stripe is needed (stock is not reserved: no test here releases it)."""
     demo_catalog_seed()
-    variant = Variant.objects.get(sku=sku)
-    total = variant.price * quantity
-    order = Order.objects.create(
-        email="buyer@example.com",
-        currency=variant.currency,
-        subtotal=total,
-        total=total,
-        expires_at=(timezone.now() + timedelta(hours=1)).replace(microsecond=0),
-        success_url="http://localhost:3000/checkout/success",
-        cancel_url="http://localhost:3000/checkout/cancel",
-        stripe_checkout_session_id=f"cs_test_{uuid.uuid4().hex}" if with_session else None,
-    )
-    OrderLine.objects.create(
-        order=order,
-        variant=variant,
-        sku=variant.sku,
-        name=variant.product.name,
-        unit_price=variant.price,
-        quantity=quantity,
-        line_total=total,
-    )
-    OrderEvent.objects.create(order=order, kind=OrderEvent.Kind.CREATED, message="created")
-    return order
+    return order_build(sku=sku, quantity=quantity, with_session=with_session)
 
 
 def order_state(order_id: uuid.UUID) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from djangomart.catalog.demo import demo_catalog_seed
 from djangomart.catalog.models import Variant
 from djangomart.orders.models import Order
 from djangomart.payments.reconcile import GRACE, orders_reconcile_stale
@@ -24,6 +25,16 @@ def stock() -> int:
 def overdue(order: Order) -> None:
     Order.objects.filter(pk=order.pk).update(
         expires_at=timezone.now() - GRACE - timedelta(minutes=1)
+    )
+
+
+def checkout(client: Client) -> Any:
+    """A real checkout through the API (the sandbox creates its session)."""
+    demo_catalog_seed()
+    return client.post(
+        "/api/v1/checkout",
+        {"email": "buyer@example.com", "lines": [{"sku": DEMO_SKU, "quantity": 2}]},
+        content_type="application/json",
     )
 
 
@@ -48,14 +59,7 @@ def test_a_recent_order_is_left_alone(demo_catalog: None, stripe_settings: Any) 
 def test_an_overdue_order_whose_expiry_webhook_never_came_is_expired_from_stripe(
     client: Client, sandbox: SandboxServer
 ) -> None:
-    from djangomart.catalog.demo import demo_catalog_seed
-
-    demo_catalog_seed()
-    response = client.post(
-        "/api/v1/checkout",
-        {"email": "buyer@example.com", "lines": [{"sku": DEMO_SKU, "quantity": 2}]},
-        content_type="application/json",
-    )
+    response = checkout(client)
     assert response.status_code == 201
     sandbox.control("clock/advance", {"seconds": 90000})  # Stripe expired it; no endpoint
     order = Order.objects.get(pk=response.json()["order"]["id"])
@@ -68,14 +72,7 @@ def test_an_overdue_order_whose_expiry_webhook_never_came_is_expired_from_stripe
 def test_an_overdue_order_paid_at_stripe_is_paid_by_reconciliation(
     client: Client, sandbox: SandboxServer
 ) -> None:
-    from djangomart.catalog.demo import demo_catalog_seed
-
-    demo_catalog_seed()
-    response = client.post(
-        "/api/v1/checkout",
-        {"email": "buyer@example.com", "lines": [{"sku": DEMO_SKU, "quantity": 2}]},
-        content_type="application/json",
-    )
+    response = checkout(client)
     body = response.json()
     sandbox.control(
         f"checkout/sessions/{body['checkout_session_id']}/pay", {"card": "4242424242424242"}
