@@ -51,16 +51,43 @@ async def stripe_api(request: web.Request, handler: Handler) -> web.StreamRespon
 async def _api_request(request: web.Request, handler: Handler) -> web.StreamResponse:
     sandbox = sandbox_of(request)
     config = sandbox.config
+    store = sandbox.store
     request_id = new_id("req", 14)
     idempotency_key = request.headers.get("Idempotency-Key") if request.method == "POST" else None
+    # Set once this request holds its key: only then is its answer stored under the key.
     store_key: tuple[str, str] | None = None
+    fingerprint: tuple[str, str, str] = ("", "", "")
     response: web.StreamResponse
     try:
         api_key = _api_key(request)
+        raw = await request.text() if request.method == "POST" else request.query_string
+        params = forms.decode(raw)
+        replay: web.Response | None = None
+        if idempotency_key:
+            key = (api_key, idempotency_key)
+            fingerprint = (request.method, request.path, json.dumps(params, sort_keys=True))
+            replay = _idempotent_replay(store, key, fingerprint, idempotency_key)
+            if replay is None:
+                if key in store.in_flight:
+                    # As on Stripe: the first request with this key is still executing.
+                    # Nothing is stored, so a retry after it finished gets its answer.
+                    raise StripeError(
+                        409,
+                        "There is currently another in-progress request using this "
+                        f"Idempotent Key (that probably means you submitted twice, and the "
+                        f"other request is still going through): {idempotency_key}. "
+                        "Please try again later.",
+                        code="idempotency_key_in_use",
+                    )
+                store.in_flight.add(key)
+                store_key = key
         latency = sandbox.rng.uniform(config.api_latency_min, config.api_latency_max)
         if latency > 0:
             await asyncio.sleep(latency)
         if config.api_error_rate and sandbox.rng.random() < config.api_error_rate:
+            # Failed before processing: not stored, the key is free again.
+            _release(store, store_key)
+            store_key = None
             error = StripeError(
                 500, "An unknown error occurred (injected by the sandbox).", type="api_error"
             )
@@ -68,14 +95,8 @@ async def _api_request(request: web.Request, handler: Handler) -> web.StreamResp
             response.headers["Stripe-Should-Retry"] = "true"
             response.headers["Request-Id"] = request_id
             return response
-        raw = await request.text() if request.method == "POST" else request.query_string
-        params = forms.decode(raw)
-        if idempotency_key:
-            store_key = (api_key, idempotency_key)
-            fingerprint = (request.method, request.path, json.dumps(params, sort_keys=True))
-            replay = _idempotent_replay(sandbox.store, store_key, fingerprint, idempotency_key)
-            if replay is not None:
-                return replay
+        if replay is not None:
+            return replay
         request[PARAMS] = params
         request[CONTEXT] = flows.Context(request_id=request_id, idempotency_key=idempotency_key)
         try:
@@ -88,18 +109,28 @@ async def _api_request(request: web.Request, handler: Handler) -> web.StreamResp
             ) from None
     except StripeError as exc:
         response = exc.response()
+    except BaseException:
+        _release(store, store_key)
+        raise
     response.headers["Request-Id"] = request_id
-    if store_key is not None and isinstance(response, web.Response) and response.body is not None:
-        body = response.body if isinstance(response.body, bytes) else bytes(response.body)  # type: ignore[arg-type]
-        sandbox.store.idempotency[store_key] = IdempotentResult(
-            fingerprint=fingerprint, status=response.status, body=body, created=sandbox.store.now()
-        )
+    if store_key is not None:
+        if isinstance(response, web.Response) and response.body is not None:
+            body = response.body if isinstance(response.body, bytes) else bytes(response.body)  # type: ignore[arg-type]
+            store.idempotency[store_key] = IdempotentResult(
+                fingerprint=fingerprint, status=response.status, body=body, created=store.now()
+            )
+        _release(store, store_key)
     if config.api_timeout_rate and sandbox.rng.random() < config.api_timeout_rate:
         # Processed, but the answer never arrives: the client must retry with the same key.
         await asyncio.sleep(config.api_timeout_seconds)
         if request.transport is not None:
             request.transport.abort()
     return response
+
+
+def _release(store: Store, key: tuple[str, str] | None) -> None:
+    if key is not None:
+        store.in_flight.discard(key)
 
 
 def _idempotent_replay(

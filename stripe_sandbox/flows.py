@@ -13,6 +13,20 @@ from stripe_sandbox.store import Store, StripeObject, new_id
 MIN_EXPIRY = 30 * 60
 MAX_EXPIRY = 24 * 60 * 60
 
+# Stripe's minimum charge per currency, in minor units (a subset of Stripe's table,
+# "Minimum and maximum charge amounts"); any other currency needs DEFAULT_MINIMUM_CHARGE.
+MINIMUM_CHARGE = {
+    "usd": 50, "aud": 50, "brl": 50, "cad": 50, "chf": 50, "eur": 50, "inr": 50,
+    "nzd": 50, "sgd": 50, "gbp": 30, "jpy": 50, "aed": 200, "bgn": 100, "czk": 1500,
+    "dkk": 250, "hkd": 400, "huf": 17500, "mxn": 1000, "myr": 200, "nok": 300,
+    "pln": 200, "ron": 200, "sek": 300, "thb": 1000,
+}  # fmt: skip
+DEFAULT_MINIMUM_CHARGE = 50
+# Amounts have at most 8 digits.
+MAXIMUM_CHARGE = 99_999_999
+# Stripe charges these in thousandths but needs the last digit to be 0.
+THREE_DECIMAL_CURRENCIES = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
+
 
 @dataclass(frozen=True)
 class TestCard:
@@ -85,11 +99,14 @@ def session_create(store: Store, params: Params, *, url_base: str) -> StripeObje
     currencies = {item["currency"] for item in items}
     if len(currencies) > 1:
         raise invalid("All line items must use the same currency.", param="line_items")
+    currency = currencies.pop()
+    amount_total = sum(item["amount_total"] for item in items)
+    _amount_check(amount_total, currency)
     session = objects.checkout_session(
         created=now,
         expires_at=expires_at,
-        currency=currencies.pop(),
-        amount_total=sum(item["amount_total"] for item in items),
+        currency=currency,
+        amount_total=amount_total,
         metadata=metadata,
         client_reference_id=client_reference_id,
         customer_email=customer_email,
@@ -102,6 +119,24 @@ def session_create(store: Store, params: Params, *, url_base: str) -> StripeObje
     return session
 
 
+def _amount_check(amount: int, currency: str) -> None:
+    """Stripe's rules for what one payment may be: the session's total becomes the amount
+    of its PaymentIntent."""
+    minimum = MINIMUM_CHARGE.get(currency, DEFAULT_MINIMUM_CHARGE)
+    if amount < minimum:
+        raise invalid(
+            f"The Checkout Session's total amount due must add up to at least {minimum} "
+            f"(in the smallest unit of {currency}).",
+            code="amount_too_small",
+        )
+    if amount > MAXIMUM_CHARGE:
+        raise invalid(
+            f"The Checkout Session's total amount due must be no more than {MAXIMUM_CHARGE} "
+            f"(in the smallest unit of {currency}).",
+            code="amount_too_large",
+        )
+
+
 def _line_items(entries: list[Params], *, created: int) -> list[StripeObject]:
     if not entries:
         raise invalid("line_items must contain at least one item.", param="line_items")
@@ -112,7 +147,14 @@ def _line_items(entries: list[Params], *, created: int) -> list[StripeObject]:
         currency = price_data.required_text("currency", max_length=3)
         if len(currency) != 3 or not currency.isalpha():
             raise invalid(f"Invalid currency: {currency}", param=price_data.name("currency"))
-        unit_amount = price_data.required_integer("unit_amount", minimum=0, maximum=99_999_999)
+        unit_amount = price_data.required_integer("unit_amount", minimum=0, maximum=MAXIMUM_CHARGE)
+        if currency.lower() in THREE_DECIMAL_CURRENCIES and unit_amount % 10:
+            raise invalid(
+                f"Amounts in {currency.lower()} must be a multiple of 10 (the last of its "
+                "three decimals must be 0).",
+                param=price_data.name("unit_amount"),
+                code="invalid_charge_amount",
+            )
         product_data = price_data.required_hash("product_data")
         name = product_data.required_text("name", max_length=250)
         product_data.text("description")

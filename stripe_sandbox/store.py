@@ -42,6 +42,8 @@ class Store:
     by_type: dict[str, list[str]] = field(default_factory=dict)
     events: list[StripeObject] = field(default_factory=list)
     idempotency: dict[tuple[str, str], IdempotentResult] = field(default_factory=dict)
+    # (API key, Idempotency-Key) of requests still executing: a second one is a 409.
+    in_flight: set[tuple[str, str]] = field(default_factory=set)
     # Sandbox-only facts that are not part of Stripe's objects (line items, card used).
     private: dict[str, dict[str, Any]] = field(default_factory=dict)
     listeners: list[Callable[[StripeObject], None]] = field(default_factory=list)
