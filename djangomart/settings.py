@@ -59,6 +59,24 @@ STRIPE_WEBHOOK_SECRETS: list[str] = [
 ]
 # A Stripe-compatible server (the sandbox); empty means Stripe itself.
 STRIPE_API_BASE: str = env.str("STRIPE_API_BASE", default="")
+# Bounded time (docs/payments.md, "Talking to Stripe"): seconds per HTTP attempt to
+# connect and to wait for the answer, and the wall-clock budget for all attempts of one
+# call. The budget must end well inside the web worker's timeout (WEB_TIMEOUT, which
+# gunicorn.conf.py reads too): a checkout makes at most two budgeted calls (create the
+# session; expire it if the order was canceled meanwhile) plus its database work.
+WEB_TIMEOUT: int = env.int("WEB_TIMEOUT", default=30)
+STRIPE_CONNECT_TIMEOUT: float = env.float("STRIPE_CONNECT_TIMEOUT", default=3.0)
+STRIPE_READ_TIMEOUT: float = env.float("STRIPE_READ_TIMEOUT", default=8.0)
+STRIPE_RETRY_BUDGET: float = env.float("STRIPE_RETRY_BUDGET", default=10.0)
+if not 0 < STRIPE_CONNECT_TIMEOUT <= STRIPE_RETRY_BUDGET:
+    raise ImproperlyConfigured("STRIPE_CONNECT_TIMEOUT must be > 0 and <= STRIPE_RETRY_BUDGET.")
+if not 0 < STRIPE_READ_TIMEOUT <= STRIPE_RETRY_BUDGET:
+    raise ImproperlyConfigured("STRIPE_READ_TIMEOUT must be > 0 and <= STRIPE_RETRY_BUDGET.")
+if STRIPE_RETRY_BUDGET * 3 > WEB_TIMEOUT:
+    raise ImproperlyConfigured(
+        f"STRIPE_RETRY_BUDGET ({STRIPE_RETRY_BUDGET:g} s) must be at most a third of "
+        f"WEB_TIMEOUT ({WEB_TIMEOUT} s), so that a checkout ends before the worker is killed."
+    )
 
 # Payment engine.
 # Where the storefront lives: default success/cancel pages, and the hosts a client's
@@ -75,8 +93,14 @@ CHECKOUT_REDIRECT_HOSTS: list[str] = [
     ]
     if host.strip()
 ]
-# Stripe allows 30 minutes to 24 hours; stock stays reserved that long.
+# Stripe allows 30 minutes to 24 hours; stock stays reserved that long (at least
+# CHECKOUT_SESSION_MIN_MINUTES, see djangomart/payments/checkout.py).
 CHECKOUT_EXPIRY_MINUTES: int = env.int("CHECKOUT_EXPIRY_MINUTES", default=60)
+if not 30 <= CHECKOUT_EXPIRY_MINUTES <= 1440:
+    raise ImproperlyConfigured(
+        f"CHECKOUT_EXPIRY_MINUTES must be between 30 and 1440 (Stripe's limits for a Checkout "
+        f"Session), not {CHECKOUT_EXPIRY_MINUTES}."
+    )
 # Processing attempts before an event is `dead` and waits for a human.
 STRIPE_EVENT_MAX_ATTEMPTS: int = env.int("STRIPE_EVENT_MAX_ATTEMPTS", default=8)
 

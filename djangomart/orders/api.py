@@ -37,9 +37,56 @@ def order_out(order: Order) -> OrderOut:
     )
 
 
+# What each error status of checkout and sync means (docs/payments.md, "Talking to
+# Stripe"); in the OpenAPI schema so that generated clients can branch on it.
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying (with checkout_in_progress).",
+        "schema": {"type": "integer"},
+    }
+}
+_PROVIDER_502 = (
+    "The payment step failed at Stripe; the order (`id`, `access_token`) was canceled and "
+    "its stock released. `payment_provider_unavailable`: Stripe could not be reached, "
+    "timed out or failed (try again later). `payment_provider_rejected`: Stripe refused "
+    "the request (`provider_code`, e.g. `amount_too_small`); the same checkout will fail again."
+)
+CHECKOUT_RESPONSES = {
+    404: {"description": "`unknown_sku`."},
+    409: {
+        "description": (
+            "`out_of_stock`; `idempotency_key_reused` (the key was used with another body); "
+            "`checkout_in_progress`: an earlier request with this Idempotency-Key is still "
+            "creating the Checkout Session; nothing was canceled, retry after `Retry-After` "
+            "seconds with the same key and body."
+        ),
+        "headers": _RETRY_AFTER,
+    },
+    422: {"description": "`validation_error`."},
+    502: {"description": _PROVIDER_502},
+}
+SYNC_RESPONSES = {
+    404: {"description": "`not_found`: no such order for this token or customer."},
+    409: {
+        "description": (
+            "`no_checkout_session`: the order has none yet; `checkout_session_unknown`: "
+            "Stripe does not know the order's Checkout Session (nothing changed)."
+        )
+    },
+    502: {
+        "description": (
+            "`payment_provider_unavailable`: Stripe could not be reached (try again later); "
+            "`payment_provider_rejected`: Stripe refused to show the session. The order is "
+            "unchanged."
+        )
+    },
+}
+
+
 @router.post(
     "/checkout",
     response={201: CheckoutOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut, 502: ErrorOut},
+    openapi_extra={"responses": CHECKOUT_RESPONSES},
 )
 def checkout_create(
     request: HttpRequest,
@@ -79,7 +126,9 @@ def order_detail(
 
 
 @router.post(
-    "/orders/{order_id}/sync", response={200: OrderOut, 404: ErrorOut, 409: ErrorOut, 502: ErrorOut}
+    "/orders/{order_id}/sync",
+    response={200: OrderOut, 404: ErrorOut, 409: ErrorOut, 502: ErrorOut},
+    openapi_extra={"responses": SYNC_RESPONSES},
 )
 def order_sync(
     request: HttpRequest,

@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -14,6 +14,7 @@ from uuid import UUID
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.http import JsonResponse
 from django.utils import timezone
 
 from djangomart.catalog.models import Variant
@@ -48,10 +49,78 @@ class IdempotencyKeyReused(DomainError):
     default_message = "This Idempotency-Key was used with a different request body."
 
 
-class PaymentProviderUnavailable(DomainError):
+class PaymentProviderError(DomainError):
+    """Base of the answers that come from talking to Stripe (docs/payments.md, "Talking
+    to Stripe"); callers that only want to carry on (reconciliation) catch this."""
+
+    status = 502
+    code = "payment_provider_error"
+
+
+class PaymentProviderUnavailable(PaymentProviderError):
+    """An outage: Stripe could not be reached, timed out, failed or rate limited us."""
+
     status = 502
     code = "payment_provider_unavailable"
     default_message = "The payment provider could not be reached; the order was canceled."
+
+
+class PaymentProviderRejected(PaymentProviderError):
+    """Stripe refused the request (a 4xx: e.g. an amount under its minimum charge, or a
+    configuration problem). Retrying the same checkout will not help."""
+
+    status = 502
+    code = "payment_provider_rejected"
+    default_message = "The payment provider refused this checkout; the order was canceled."
+
+
+class CheckoutInProgress(PaymentProviderError):
+    """Another request for this order (same Idempotency-Key) is still creating its
+    Checkout Session at Stripe. Nothing was canceled; retry after `retry_after`."""
+
+    status = 409
+    code = "checkout_in_progress"
+    default_message = (
+        "This checkout is still being created by an earlier request; retry shortly with "
+        "the same Idempotency-Key."
+    )
+    retry_after = 2
+
+    def as_response(self) -> JsonResponse:
+        response = super().as_response()
+        response["Retry-After"] = str(self.retry_after)
+        return response
+
+
+class CheckoutSessionUnknown(PaymentProviderError):
+    """Stripe answers that it does not know the order's Checkout Session (404
+    resource_missing): another account or mode's key, or a session from another Stripe."""
+
+    status = 409
+    code = "checkout_session_unknown"
+    default_message = "The payment provider does not know this order's Checkout Session."
+
+
+# Stripe wants a session's expires_at 30 minutes to 24 hours after it creates the session.
+# The session is created a moment after the order (longer when Stripe is slow, or when a
+# client retries after 409 checkout_in_progress), and our clock may be a little ahead of
+# Stripe's; every attempt must send the same expires_at (same idempotency key, identical
+# parameters). So expires_at is fixed once, at order creation, far enough ahead to stay
+# valid for that margin: CHECKOUT_EXPIRY_MINUTES, but at least 30 + 5 minutes. A retry
+# later than the margin is answered by Stripe from its idempotency store if the session
+# was made, or refused (payment_provider_rejected, the order canceled) if it never was.
+CHECKOUT_SESSION_MARGIN = timedelta(minutes=5)
+STRIPE_SESSION_MIN_LIFETIME = timedelta(minutes=30)
+
+
+def checkout_expires_at(created: datetime) -> datetime:
+    """When an order created at `created` and its Checkout Session expire (whole seconds,
+    as Stripe's expires_at)."""
+    lifetime = max(
+        timedelta(minutes=settings.CHECKOUT_EXPIRY_MINUTES),
+        STRIPE_SESSION_MIN_LIFETIME + CHECKOUT_SESSION_MARGIN,
+    )
+    return (created + lifetime).replace(microsecond=0)
 
 
 @dataclass(frozen=True)
@@ -189,9 +258,7 @@ def _order_create(
         currency=currencies.pop(),
         subtotal=subtotal,
         total=subtotal,
-        expires_at=(now + timedelta(minutes=settings.CHECKOUT_EXPIRY_MINUTES)).replace(
-            microsecond=0
-        ),
+        expires_at=checkout_expires_at(now),
         success_url=success_url,
         cancel_url=cancel_url,
         idempotency_key=idempotency_key,
@@ -236,14 +303,40 @@ def _session_ensure(order: Order) -> CheckoutResult:
             cancel_url=order.cancel_url,
             expires_at=int(order.expires_at.timestamp()),
         )
-    except gateway.GatewayError as exc:
-        logger.warning(
-            "checkout session creation failed", extra={"order_id": str(order.id), "error": str(exc)}
+    except gateway.GatewayIdempotencyInUse as exc:
+        # A double-click while Stripe is slow: the other request is creating this very
+        # session (same key). Never cancel; answer with its session if it is stored now.
+        current = Order.objects.get(pk=order.pk)
+        logger.info(
+            "checkout session still being created by another request",
+            extra={"order_id": str(order.id), **exc.log_fields()},
         )
-        current = _order_cancel_unless_session(order.pk, reason=f"Payment provider error: {exc}")
+        if current.stripe_checkout_session_id and current.checkout_url:
+            return CheckoutResult(current, current.checkout_url, current.stripe_checkout_session_id)
+        if not current.is_pending():  # the other request gave up on Stripe meanwhile
+            raise PaymentProviderUnavailable(
+                id=str(order.id), access_token=order.access_token
+            ) from exc
+        raise CheckoutInProgress(id=str(order.id), access_token=order.access_token) from exc
+    except gateway.GatewayError as exc:
+        rejected = isinstance(exc, gateway.GatewayRejected)
+        logger.warning(
+            "checkout session refused by Stripe; canceling the order"
+            if rejected
+            else "Stripe unavailable for the checkout session; canceling the order",
+            extra={"order_id": str(order.id), **exc.log_fields()},
+        )
+        what = "refused" if rejected else "unavailable"
+        current = _order_cancel_unless_session(
+            order.pk, reason=f"Payment provider {what}: {exc.message}"
+        )
         if current.stripe_checkout_session_id and current.checkout_url:
             # A concurrent retry of the same checkout got the session: answer with it.
             return CheckoutResult(current, current.checkout_url, current.stripe_checkout_session_id)
+        if rejected:
+            raise PaymentProviderRejected(
+                id=str(order.id), access_token=order.access_token, provider_code=exc.code
+            ) from exc
         raise PaymentProviderUnavailable(id=str(order.id), access_token=order.access_token) from exc
     with transaction.atomic():
         locked = orders_lock([order.pk])[order.pk]
@@ -331,6 +424,17 @@ def order_sync(*, order_id: UUID) -> Order:
     try:
         session = gateway.checkout_session_retrieve(order.stripe_checkout_session_id)
     except gateway.GatewayError as exc:
+        logger.warning(
+            "sync: could not read the Checkout Session from Stripe",
+            extra={"order_id": str(order.id), **exc.log_fields()},
+        )
+        if isinstance(exc, gateway.GatewayNotFound):
+            raise CheckoutSessionUnknown() from exc
+        if isinstance(exc, gateway.GatewayRejected):
+            raise PaymentProviderRejected(
+                "The payment provider refused to show this order's Checkout Session.",
+                provider_code=exc.code,
+            ) from exc
         raise PaymentProviderUnavailable("The payment provider could not be reached.") from exc
     with transaction.atomic():
         locked = orders_lock([order_id])[order_id]

@@ -1,32 +1,140 @@
 """The only module that talks to Stripe, through the official SDK.
 
-Every POST carries an idempotency key derived from our own ids, so the SDK's own
-retries (network errors, 409, 5xx) and ours can never create a second object.
-Callers must not hold database row locks while calling in here. Results come back
-as plain dicts (Stripe's JSON), not SDK objects.
+Every POST carries an idempotency key derived from our own ids, so our retries can never
+create a second object. Callers must not hold database row locks while calling in here.
+Results come back as plain dicts (Stripe's JSON) or our dataclasses, not SDK objects.
+
+Time is bounded (docs/payments.md, "Talking to Stripe"): each HTTP attempt has a connect
+and a read timeout (STRIPE_CONNECT_TIMEOUT, STRIPE_READ_TIMEOUT), and all attempts of one
+logical call share one wall-clock budget (STRIPE_RETRY_BUDGET) that ends well inside the
+web worker's timeout. We retry ourselves (the SDK's own retries are off) so that the
+budget holds and so that each kind of failure is retried as it deserves:
+- an outage (connection error, timeout, 5xx, 429) up to MAX_NETWORK_RETRIES times;
+- 409 `idempotency_key_in_use` (another request with this key is still executing at
+  Stripe, e.g. a double-click) until the budget ends, waiting for that request's answer;
+- a refusal (any other 4xx) never: the same request would be refused again.
 """
 
+import contextvars
 import functools
+import logging
+import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import requests
 import stripe
 from django.conf import settings
 
-# Network errors and 5xx are retried by the SDK with the same idempotency key.
+logger = logging.getLogger(__name__)
+
+# Outage retries per logical call (so a transient 5xx is retried twice with the same key).
 MAX_NETWORK_RETRIES = 2
+# Backoff between attempts: 0.5 s, 1 s, 2 s, 2 s... each with jitter (half to full).
+RETRY_DELAY_FIRST = 0.5
+RETRY_DELAY_MAX = 2.0
+# An attempt with less time than this left in the budget would only time out.
+MIN_ATTEMPT_SECONDS = 0.25
 SIGNATURE_TOLERANCE = 300
+
+T = TypeVar("T")
 
 
 class GatewayError(Exception):
-    """Stripe did not do what was asked: it refused the request, or (GatewayUnavailable)
-    could not be reached or failed even after the SDK's retries."""
+    """Stripe did not do what was asked. Subclasses say why: GatewayUnavailable (an
+    outage), GatewayRejected (a refusal), GatewayIdempotencyInUse (still running).
+    Carries Stripe's own message, code, param, HTTP status and request id when known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        http_status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.param = param
+        self.http_status = http_status
+        self.request_id = request_id
+
+    def log_fields(self) -> dict[str, Any]:
+        """For `extra=` of a log line: what Stripe said, without the key or the request."""
+        return {
+            "stripe_error": type(self).__name__,
+            "stripe_message": self.message,
+            "stripe_code": self.code,
+            "stripe_param": self.param,
+            "stripe_status": self.http_status,
+            "stripe_request_id": self.request_id,
+        }
 
 
 class GatewayUnavailable(GatewayError):
-    """Stripe could not be reached or failed (after the SDK's retries)."""
+    """An outage: Stripe could not be reached, timed out, failed (5xx) or rate limited us
+    (429), still after the retries the budget allowed. Trying later may work."""
+
+
+class GatewayRejected(GatewayError):
+    """A refusal (4xx): the request is invalid for Stripe (an amount under the minimum
+    charge, a bad parameter, a wrong API key). Sending it again will not help."""
+
+
+class GatewayNotFound(GatewayRejected):
+    """Stripe does not know the object (404 `resource_missing`)."""
+
+
+class GatewayIdempotencyInUse(GatewayError):
+    """Another request with the same idempotency key is still executing at Stripe (409
+    `idempotency_key_in_use`) and did not finish within the budget. Not an outage and
+    never a reason to cancel: that other request will get the answer."""
+
+
+# Wall-clock deadline (time.monotonic()) of the logical call being made in this context.
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "stripe_deadline", default=None
+)
+
+
+@contextmanager
+def _budget() -> Iterator[float]:
+    """One logical call's deadline; a call made inside another keeps the outer one."""
+    outer = _deadline.get()
+    deadline = time.monotonic() + float(settings.STRIPE_RETRY_BUDGET)
+    if outer is not None:
+        deadline = min(deadline, outer)
+    token = _deadline.set(deadline)
+    try:
+        yield deadline
+    finally:
+        _deadline.reset(token)
+
+
+def _attempt_timeouts() -> tuple[float, float]:
+    """(connect, read) for the next HTTP attempt: the configured timeouts, cut to what is
+    left of the budget."""
+    connect = float(settings.STRIPE_CONNECT_TIMEOUT)
+    read = float(settings.STRIPE_READ_TIMEOUT)
+    deadline = _deadline.get()
+    if deadline is not None:
+        left = max(0.05, deadline - time.monotonic())
+        connect, read = min(connect, left), min(read, left)
+    return connect, read
+
+
+class _BudgetedSession(requests.Session):
+    """The SDK's HTTP session, with every request's timeouts taken from the settings and
+    the current budget (the SDK's RequestsClient would use one fixed timeout)."""
+
+    def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs["timeout"] = _attempt_timeouts()
+        return super().request(method, url, *args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -44,7 +152,11 @@ class CheckoutLine:
 
 @functools.cache
 def _client() -> stripe.StripeClient:
-    options: dict[str, Any] = {"max_network_retries": MAX_NETWORK_RETRIES}
+    options: dict[str, Any] = {
+        # Our own retries (_call) keep the budget; the SDK's would not.
+        "max_network_retries": 0,
+        "http_client": stripe.RequestsClient(session=_BudgetedSession()),
+    }
     if settings.STRIPE_API_BASE:
         options["base_addresses"] = {"api": settings.STRIPE_API_BASE}
     return stripe.StripeClient(settings.STRIPE_SECRET_KEY, **options)
@@ -55,13 +167,78 @@ def client_reset() -> None:
     _client.cache_clear()
 
 
-def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return fn(*args, **kwargs)
-    except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as exc:
-        raise GatewayUnavailable(str(exc)) from exc
-    except stripe.StripeError as exc:
-        raise GatewayError(str(exc)) from exc
+def _translate(exc: stripe.StripeError) -> GatewayError:
+    """Stripe's error as ours: an outage, a key in use, a missing object or a refusal."""
+    error_object = exc.error
+    code = exc.code or (error_object.code if error_object is not None else None)
+    param = getattr(exc, "param", None) or (
+        error_object.param if error_object is not None else None
+    )
+    status = exc.http_status
+    fields: dict[str, Any] = {
+        "code": code,
+        "param": param,
+        "http_status": status,
+        "request_id": exc.request_id,
+    }
+    message = exc.user_message or str(exc) or type(exc).__name__
+    if isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError):
+        return GatewayUnavailable(message, **fields)
+    if status == 409:
+        if code == "idempotency_key_in_use":
+            return GatewayIdempotencyInUse(message, **fields)
+        return GatewayUnavailable(message, **fields)  # a conflict Stripe asks us to retry
+    if isinstance(exc, stripe.APIError) and (status is None or status >= 500 or status < 400):
+        # 5xx, or an answer that is not Stripe's JSON (a proxy's HTML page).
+        return GatewayUnavailable(message, **fields)
+    if status == 404 and code == "resource_missing":
+        return GatewayNotFound(message, **fields)
+    return GatewayRejected(message, **fields)
+
+
+def _retryable(error: GatewayError, exc: stripe.StripeError, outage_retries: int) -> bool:
+    if isinstance(error, GatewayIdempotencyInUse):
+        return True  # bounded by the budget only: we wait for the other request
+    if not isinstance(error, GatewayUnavailable) or outage_retries >= MAX_NETWORK_RETRIES:
+        return False
+    if isinstance(exc, stripe.APIConnectionError):
+        return exc.should_retry  # not for a certificate error
+    # Stripe may say that a retry would be a no-op (or is safe, e.g. a lock timeout).
+    headers = {k.lower(): v for k, v in (exc.headers or {}).items()}
+    return headers.get("stripe-should-retry") != "false"
+
+
+def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Runs one logical Stripe call within its budget, retrying as the module docstring
+    says. Every attempt sends the same arguments, so POSTs keep their idempotency key and
+    identical parameters. Raises a GatewayError subclass."""
+    with _budget() as deadline:
+        outage_retries = 0
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return fn(*args, **kwargs)
+            except stripe.StripeError as exc:
+                error, cause = _translate(exc), exc
+            delay = min(RETRY_DELAY_FIRST * 2 ** (attempt - 1), RETRY_DELAY_MAX)
+            delay *= random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not cryptography)
+            in_time = time.monotonic() + delay + MIN_ATTEMPT_SECONDS < deadline
+            if not (in_time and _retryable(error, cause, outage_retries)):
+                if isinstance(error, GatewayIdempotencyInUse) and outage_retries:
+                    # What is still executing at Stripe is our own attempt that timed
+                    # out: a hung Stripe, not someone else's request.
+                    error = GatewayUnavailable(error.message, code=error.code,
+                                               http_status=error.http_status,
+                                               request_id=error.request_id)  # fmt: skip
+                raise error from cause
+            if isinstance(error, GatewayUnavailable):
+                outage_retries += 1
+            logger.info(
+                "stripe call failed; retrying with the same arguments",
+                extra={"attempt": attempt, "retry_in": round(delay, 2), **error.log_fields()},
+            )
+            time.sleep(delay)
 
 
 def checkout_session_create(
@@ -74,7 +251,8 @@ def checkout_session_create(
     cancel_url: str,
     expires_at: int,
 ) -> CheckoutSession:
-    """Creates the Checkout Session for an order; idempotent per order."""
+    """Creates the Checkout Session for an order; idempotent per order (the same order
+    must always be sent with the same parameters, `expires_at` included)."""
     params: dict[str, Any] = {
         "mode": "payment",
         "client_reference_id": order_id,
@@ -101,23 +279,26 @@ def checkout_session_create(
         params=params,
         options={"idempotency_key": f"checkout:{order_id}"},
     )
-    return CheckoutSession(id=session.id, url=session.url)
+    # A hosted (mode=payment) session always has its URL.
+    return CheckoutSession(id=session.id, url=session.url or "")
 
 
 def checkout_session_expire(session_id: str) -> None:
-    """Expires an open session so that nobody can pay it (an expired one is left alone)."""
-    session = _call(_client().v1.checkout.sessions.retrieve, session_id)
-    if session.status == "open":
-        _call(
-            _client().v1.checkout.sessions.expire,
-            session_id,
-            options={"idempotency_key": f"checkout-expire:{session_id}"},
-        )
+    """Expires an open session so that nobody can pay it (an expired one is left alone).
+    Both calls share one budget."""
+    with _budget():
+        session = _call(_client().v1.checkout.sessions.retrieve, session_id)
+        if session.status == "open":
+            _call(
+                _client().v1.checkout.sessions.expire,
+                session_id,
+                options={"idempotency_key": f"checkout-expire:{session_id}"},
+            )
 
 
 def checkout_session_retrieve(session_id: str) -> dict[str, Any]:
     session = _call(_client().v1.checkout.sessions.retrieve, session_id)
-    return session.to_dict()  # type: ignore[no-any-return]
+    return session.to_dict()
 
 
 class SignatureError(Exception):

@@ -43,7 +43,7 @@ def orders_reconcile_stale() -> int:
             continue
         try:
             checkout.order_sync(order_id=order_id)
-        except (checkout.PaymentProviderUnavailable, GatewayError):
+        except (checkout.PaymentProviderError, GatewayError):
             logger.warning("reconcile: Stripe unavailable", extra={"order_id": str(order_id)})
     return len(ids)
 

@@ -1,0 +1,233 @@
+"""When Stripe is slow, down, refuses, or forgot a session: POST /api/v1/checkout and POST
+/api/v1/orders/{id}/sync answer in bounded time with an honest JSON error, and a
+double-click while Stripe is slow never cancels the order."""
+
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+
+from djangomart.catalog.models import Variant
+from djangomart.catalog.selectors import variant_available
+from djangomart.orders.models import Order
+from tests.conftest import make_product
+from tests.orders.conftest import checkout_body, checkout_post
+from tests.stripe_sandbox.harness import SandboxServer
+
+pytestmark = pytest.mark.django_db
+
+
+def available(sku: str) -> int:
+    return variant_available(Variant.objects.get(sku=sku))
+
+
+def sessions_on_stripe(sandbox: SandboxServer) -> list[Any]:
+    return list(sandbox.client().v1.checkout.sessions.list({"limit": 100}).data)
+
+
+def stripe_log_lines(caplog: Any) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "djangomart.payments.checkout"]
+
+
+# -- A hung Stripe --------------------------------------------------------------------
+
+
+def test_a_hung_stripe_answers_502_within_the_budget_and_cancels_the_order(
+    goods: None, sandbox: SandboxServer, client: Client, settings: Any
+) -> None:
+    sandbox.configure(api_latency_min=6.0, api_latency_max=6.0)
+    settings.STRIPE_READ_TIMEOUT = 1.0
+    settings.STRIPE_RETRY_BUDGET = 2.5
+    started = time.monotonic()
+    response = checkout_post(client)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 502, response.content
+    body = response.json()
+    order = Order.objects.get()
+    assert body["code"] == "payment_provider_unavailable"
+    assert (body["id"], body["access_token"]) == (str(order.id), order.access_token)
+    assert (order.status, order.stripe_checkout_session_id) == ("canceled", None)
+    assert available("TEE-M") == 10
+    assert elapsed < 5.0  # the budget, not 6 s of latency times three attempts
+
+
+# -- A refusal is not an outage -------------------------------------------------------
+
+
+@pytest.fixture
+def cheap(db: None) -> None:
+    make_product("sticker", variants=[("STICKER", 20, 10)])  # under Stripe's 50-cent minimum
+
+
+def test_an_amount_stripe_refuses_is_payment_provider_rejected_and_cancels_the_order(
+    cheap: None, sandbox: SandboxServer, client: Client, caplog: Any
+) -> None:
+    caplog.set_level(logging.WARNING, logger="djangomart.payments.checkout")
+    response = checkout_post(client, checkout_body(lines=[{"sku": "STICKER", "quantity": 1}]))
+    assert response.status_code == 502, response.content
+    body = response.json()
+    order = Order.objects.get()
+    assert body["code"] == "payment_provider_rejected"
+    assert body["provider_code"] == "amount_too_small"
+    assert (body["id"], body["access_token"]) == (str(order.id), order.access_token)
+    assert order.status == "canceled"
+    assert available("STICKER") == 10
+    assert sessions_on_stripe(sandbox) == []
+    [line] = stripe_log_lines(caplog)
+    assert line.order_id == str(order.id)  # type: ignore[attr-defined]
+    assert line.stripe_code == "amount_too_small"  # type: ignore[attr-defined]
+    assert "at least 50" in line.stripe_message  # type: ignore[attr-defined]
+
+
+def test_an_outage_is_logged_with_the_order_and_stripes_message(
+    goods: None, sandbox: SandboxServer, client: Client, caplog: Any
+) -> None:
+    caplog.set_level(logging.WARNING, logger="djangomart.payments.checkout")
+    sandbox.configure(api_error_rate=1.0)
+    response = checkout_post(client)
+    assert response.json()["code"] == "payment_provider_unavailable"
+    [line] = stripe_log_lines(caplog)
+    assert line.order_id == str(Order.objects.get().id)  # type: ignore[attr-defined]
+    assert line.stripe_status == 500  # type: ignore[attr-defined]
+    assert "injected by the sandbox" in line.stripe_message  # type: ignore[attr-defined]
+
+
+# -- A double-click while Stripe is slow ----------------------------------------------
+
+
+def _post_in_thread(barrier: threading.Barrier | None = None) -> Any:
+    try:
+        if barrier is not None:
+            barrier.wait(10)
+        return checkout_post(Client(), HTTP_IDEMPOTENCY_KEY="double-click-while-slow")
+    finally:
+        connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_double_click_while_stripe_is_slow_gets_one_order_and_one_session_twice(
+    goods: None, sandbox: SandboxServer
+) -> None:
+    # Longer than the SDK's own retries of a 409 would wait (about 3 s), shorter than the
+    # budget: the second request waits for the first one's session.
+    sandbox.configure(api_latency_min=4.0, api_latency_max=4.0)
+    barrier = threading.Barrier(2)
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(_post_in_thread, barrier) for _ in range(2)]
+        answers = [f.result(30) for f in futures]
+    assert [a.status_code for a in answers] == [201, 201], [a.content for a in answers]
+    assert len({a.json()["checkout_session_id"] for a in answers}) == 1
+    order = Order.objects.get()
+    assert (order.status, order.stripe_checkout_session_id) == (
+        "pending",
+        answers[0].json()["checkout_session_id"],
+    )
+    assert available("TEE-M") == 10 - 2
+    assert len(sessions_on_stripe(sandbox)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_double_click_outwaiting_the_budget_is_409_checkout_in_progress_never_a_cancel(
+    goods: None, sandbox: SandboxServer, settings: Any
+) -> None:
+    sandbox.configure(api_latency_min=3.0, api_latency_max=3.0)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(_post_in_thread)
+        deadline = time.monotonic() + 10
+        while not Order.objects.exists():  # the first request's Stripe call is in flight
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.2)
+        settings.STRIPE_RETRY_BUDGET = 1.0  # the second click gives up waiting first
+        second = _post_in_thread()
+        assert second.status_code == 409, second.content
+        assert second.json()["code"] == "checkout_in_progress"
+        assert second.json()["id"] == str(Order.objects.get().id)
+        assert int(second["Retry-After"]) >= 1
+        assert Order.objects.get().status == "pending"
+        created = first.result(30)
+    assert created.status_code == 201, created.content
+    sandbox.configure(api_latency_min=0.0, api_latency_max=0.0)
+    again = _post_in_thread()  # the client follows Retry-After
+    assert again.status_code == 201
+    assert again.json()["checkout_session_id"] == created.json()["checkout_session_id"]
+    assert Order.objects.get().status == "pending"
+    assert available("TEE-M") == 10 - 2
+
+
+# -- expires_at -----------------------------------------------------------------------
+
+
+def test_the_shortest_expiry_still_gives_stripe_30_minutes_when_the_call_is_late(
+    goods: None, sandbox: SandboxServer, client: Client, settings: Any
+) -> None:
+    settings.CHECKOUT_EXPIRY_MINUTES = 30
+    # The session is created 1.5 s after the order (Stripe is slow): Stripe wants
+    # expires_at at least 30 minutes after *its* creation of the session.
+    sandbox.configure(api_latency_min=1.5, api_latency_max=1.5)
+    response = checkout_post(client)
+    assert response.status_code == 201, response.content
+    session = sandbox.client().v1.checkout.sessions.retrieve(response.json()["checkout_session_id"])
+    order = Order.objects.get()
+    assert session.expires_at == int(order.expires_at.timestamp())
+    assert session.expires_at - session.created >= 30 * 60
+
+
+def test_the_order_expires_with_its_session(
+    goods: None, sandbox: SandboxServer, client: Client, settings: Any
+) -> None:
+    settings.CHECKOUT_EXPIRY_MINUTES = 90
+    before = timezone.now()
+    response = checkout_post(client)
+    session = sandbox.client().v1.checkout.sessions.retrieve(response.json()["checkout_session_id"])
+    order = Order.objects.get()
+    assert session.expires_at == int(order.expires_at.timestamp())
+    assert 89 * 60 <= (order.expires_at - before).total_seconds() <= 91 * 60
+
+
+# -- POST /orders/{id}/sync -----------------------------------------------------------
+
+
+def sync(client: Client, placed: dict[str, Any]) -> Any:
+    return client.post(
+        f"/api/v1/orders/{placed['order']['id']}/sync",
+        headers={"X-Order-Token": placed["access_token"]},
+    )
+
+
+def test_sync_of_a_session_stripe_does_not_know_is_409_checkout_session_unknown(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    placed = checkout_post(client).json()
+    Order.objects.update(stripe_checkout_session_id="cs_test_forgotten_by_stripe")
+    response = sync(client, placed)
+    assert response.status_code == 409, response.content
+    assert response.json()["code"] == "checkout_session_unknown"
+    assert Order.objects.get().status == "pending"
+
+
+def test_sync_while_stripe_is_down_stays_502_unavailable(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    placed = checkout_post(client).json()
+    sandbox.configure(api_error_rate=1.0)
+    response = sync(client, placed)
+    assert (response.status_code, response.json()["code"]) == (502, "payment_provider_unavailable")
+
+
+def test_the_schema_lists_every_status_of_checkout_and_sync(client: Client) -> None:
+    schema = json.loads(client.get("/api/v1/openapi.json").content)
+    checkout = schema["paths"]["/api/v1/checkout"]["post"]["responses"]
+    sync_ = schema["paths"]["/api/v1/orders/{order_id}/sync"]["post"]["responses"]
+    assert {"201", "404", "409", "422", "502"} <= set(checkout)
+    assert {"200", "404", "409", "502"} <= set(sync_)
+    assert "checkout_in_progress" in checkout["409"]["description"]
+    assert "payment_provider_rejected" in checkout["502"]["description"]
+    assert "checkout_session_unknown" in sync_["409"]["description"]

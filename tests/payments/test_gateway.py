@@ -1,0 +1,208 @@
+"""payments/gateway.py against the sandbox over real HTTP: bounded time (connect/read
+timeouts and one retry budget per logical call) and honest errors (an outage, a refusal,
+a missing object and a key still in use are different exceptions)."""
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from djangomart.payments import gateway
+from tests.stripe_sandbox.harness import SandboxServer
+
+ORDER_ID = "7d1f6a52-3c7e-4d59-9a39-000000000001"
+
+
+def session_create(order_id: str = ORDER_ID, unit_amount: int = 2000, **overrides: Any) -> Any:
+    arguments: dict[str, Any] = {
+        "order_id": order_id,
+        "email": "ada@example.com",
+        "currency": "usd",
+        "lines": [gateway.CheckoutLine(name="Tee", unit_amount=unit_amount, quantity=1)],
+        "success_url": "http://localhost:3000/ok",
+        "cancel_url": "http://localhost:3000/cancel",
+        "expires_at": int(time.time()) + 3600,
+    }
+    arguments.update(overrides)
+    return gateway.checkout_session_create(**arguments)
+
+
+class FakeStripe:
+    """A Stripe that answers every request with `status` and `error`, counting requests."""
+
+    def __init__(self, status: int, error: dict[str, Any], headers: dict[str, str]) -> None:
+        self.requests: list[tuple[str, str | None]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _answer(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                fake.requests.append((self.path, self.headers.get("Idempotency-Key")))
+                body = json.dumps({"error": error}).encode()
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_stripe(stripe_settings: Any) -> Any:
+    servers: list[FakeStripe] = []
+
+    def start(status: int, error: dict[str, Any], **headers: str) -> FakeStripe:
+        server = FakeStripe(status, error, headers)
+        servers.append(server)
+        stripe_settings.STRIPE_API_BASE = server.url
+        gateway.client_reset()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+# -- Bounded time ---------------------------------------------------------------------
+
+
+def test_a_hung_stripe_is_given_up_within_the_retry_budget(
+    sandbox: SandboxServer, settings: Any
+) -> None:
+    sandbox.configure(api_latency_min=5.0, api_latency_max=5.0)
+    settings.STRIPE_READ_TIMEOUT = 0.5
+    settings.STRIPE_RETRY_BUDGET = 1.5
+    started = time.monotonic()
+    with pytest.raises(gateway.GatewayUnavailable):
+        session_create()
+    # The budget is wall clock for every attempt of the call; the SDK alone would wait
+    # 80 s per attempt.
+    assert time.monotonic() - started < 3.0
+
+
+def test_a_read_timeout_is_retried_with_the_same_key_and_gets_stripes_answer(
+    sandbox: SandboxServer, settings: Any
+) -> None:
+    # Stripe answers in 0.8 s but the first attempt gives up after 0.5 s; the retry (same
+    # Idempotency-Key) waits for the first request (409 in use) and then replays it.
+    sandbox.configure(api_latency_min=0.8, api_latency_max=0.8)
+    settings.STRIPE_READ_TIMEOUT = 0.5
+    settings.STRIPE_RETRY_BUDGET = 8.0
+    threading.Timer(0.6, lambda: sandbox.configure(api_latency_min=0, api_latency_max=0)).start()
+    session = session_create()
+    assert [s.id for s in sandbox.client().v1.checkout.sessions.list().data] == [session.id]
+
+
+def test_a_transient_5xx_is_retried_twice_with_the_same_key(fake_stripe: Any) -> None:
+    down = fake_stripe(500, {"type": "api_error", "message": "down"})
+    with pytest.raises(gateway.GatewayUnavailable):
+        session_create()
+    assert down.requests == [("/v1/checkout/sessions", f"checkout:{ORDER_ID}")] * 3
+
+
+def test_a_429_is_an_outage_and_retried(fake_stripe: Any) -> None:
+    limited = fake_stripe(429, {"type": "invalid_request_error", "code": "rate_limit",
+                                "message": "Too many requests"})  # fmt: skip
+    with pytest.raises(gateway.GatewayUnavailable):
+        session_create()
+    assert len(limited.requests) == 3
+
+
+def test_stripe_should_retry_false_is_not_retried(fake_stripe: Any) -> None:
+    down = fake_stripe(
+        500, {"type": "api_error", "message": "no"}, **{"Stripe-Should-Retry": "false"}
+    )
+    with pytest.raises(gateway.GatewayUnavailable):
+        session_create()
+    assert len(down.requests) == 1
+
+
+def test_an_unreachable_stripe_is_an_outage(stripe_settings: Any, settings: Any) -> None:
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # discard port: connection refused
+    gateway.client_reset()
+    with pytest.raises(gateway.GatewayUnavailable):
+        session_create()
+
+
+# -- Honest errors --------------------------------------------------------------------
+
+
+def test_an_amount_under_stripes_minimum_is_a_refusal_carrying_stripes_code_and_message(
+    sandbox: SandboxServer,
+) -> None:
+    with pytest.raises(gateway.GatewayRejected) as caught:
+        session_create(unit_amount=10)
+    error = caught.value
+    assert not isinstance(error, gateway.GatewayUnavailable)
+    assert (error.http_status, error.code) == (400, "amount_too_small")
+    assert "at least 50" in error.message
+
+
+def test_a_refusal_is_not_retried(fake_stripe: Any) -> None:
+    refusing = fake_stripe(400, {"type": "invalid_request_error", "message": "bad",
+                                 "code": "parameter_invalid_integer", "param": "x"})  # fmt: skip
+    with pytest.raises(gateway.GatewayRejected) as caught:
+        session_create()
+    assert len(refusing.requests) == 1
+    assert caught.value.param == "x"
+
+
+def test_a_session_stripe_does_not_know_is_not_found(sandbox: SandboxServer) -> None:
+    with pytest.raises(gateway.GatewayNotFound) as caught:
+        gateway.checkout_session_retrieve("cs_test_never_created")
+    assert caught.value.code == "resource_missing"
+    assert isinstance(caught.value, gateway.GatewayRejected)
+
+
+def test_a_bad_api_key_is_a_refusal(sandbox: SandboxServer, settings: Any) -> None:
+    settings.STRIPE_SECRET_KEY = "sk_live_not_for_the_sandbox"
+    gateway.client_reset()
+    with pytest.raises(gateway.GatewayRejected) as caught:
+        session_create()
+    assert caught.value.http_status == 401
+
+
+def test_a_key_still_in_use_is_waited_for_within_the_budget(sandbox: SandboxServer) -> None:
+    sandbox.configure(api_latency_min=1.5, api_latency_max=1.5)
+    barrier = threading.Barrier(2)
+
+    def create() -> Any:
+        barrier.wait(5)
+        return session_create()
+
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(create) for _ in range(2)]
+        sessions = [f.result(20) for f in futures]
+    assert sessions[0] == sessions[1]
+
+
+def test_a_key_still_in_use_when_the_budget_ends_is_its_own_error(
+    sandbox: SandboxServer, settings: Any
+) -> None:
+    sandbox.configure(api_latency_min=3.0, api_latency_max=3.0)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(session_create)
+        time.sleep(0.3)  # the first call is executing at Stripe
+        settings.STRIPE_RETRY_BUDGET = 1.0
+        with pytest.raises(gateway.GatewayIdempotencyInUse) as caught:
+            session_create()
+        assert not isinstance(caught.value, gateway.GatewayUnavailable)
+        assert first.result(10).id
