@@ -38,7 +38,6 @@ def stock_sell(order: Order) -> None:
         return
     quantities = _quantities(order)
     variants_lock(quantities)
+    # The ledger's `sale` rows (linked to the order) are the record; the timeline
+    # already shows the transition to paid.
     catalog_services.stock_sell(quantities, order_id=order.pk)
-    OrderEvent.objects.create(
-        order=order, kind=OrderEvent.Kind.NOTE, message="Reserved stock sold."
-    )

@@ -17,7 +17,7 @@ def variant() -> Variant:
 @pytest.mark.parametrize(
     ("field", "value", "constraint"),
     [
-        ("on_hand", -1, "variant_on_hand_gte_0"),
+        ("on_hand", -1, "variant_(on_hand|available)_gte_0"),  # both hold
         ("reserved", -1, "variant_reserved_gte_0"),
         ("reserved", 4, "variant_available_gte_0"),
         ("price", -1, "variant_price_gte_0"),

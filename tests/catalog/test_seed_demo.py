@@ -3,7 +3,7 @@
 import pytest
 from django.core.management import call_command
 
-from djangomart.catalog.models import Category, Product, Variant
+from djangomart.catalog.models import Category, Product, StockMovement, Variant
 
 pytestmark = pytest.mark.django_db
 
@@ -44,6 +44,24 @@ def test_seed_demo_leaves_sold_stock_and_edits_alone() -> None:
 
 def test_seed_demo_restores_a_deleted_variant_only() -> None:
     call_command("seed_demo")
+    StockMovement.objects.filter(variant__sku="SUNGLASSES-CLR").delete()  # the ledger protects it
     Variant.objects.filter(sku="SUNGLASSES-CLR").delete()
     call_command("seed_demo")
     assert Variant.objects.count() == 30
+
+
+def test_seed_demo_records_the_initial_stock_as_a_restock_in_the_ledger() -> None:
+    call_command("seed_demo")
+    for variant in Variant.objects.all():
+        (movement,) = variant.movements.all()
+        assert (movement.reason, movement.delta, movement.on_hand_after) == (
+            "restock",
+            variant.on_hand,
+            variant.on_hand,
+        )
+
+
+def test_seed_demo_orders_sizes_s_m_l() -> None:
+    call_command("seed_demo")
+    tee = Variant.objects.filter(product__slug="classic-tee").order_by("position")
+    assert [v.sku for v in tee] == ["CLASSIC-TEE-S", "CLASSIC-TEE-M", "CLASSIC-TEE-L"]
