@@ -97,7 +97,9 @@ class VariantInlineFormSet(BaseInlineFormSet[Variant, Product, VariantForm]):
         # order, as checkout does, so that this save and a multi-line checkout can
         # never wait on each other in opposite orders (a deadlock).
         if self.is_bound and self.instance.pk is not None:
-            variants_lock(Variant.objects.filter(product=self.instance).values_list("pk", flat=True))
+            variants_lock(
+                Variant.objects.filter(product=self.instance).values_list("pk", flat=True)
+            )
         super().full_clean()
 
 
@@ -162,9 +164,7 @@ class ProductAdmin(admin.ModelAdmin[Product]):
     def variant_count(self, product: Product) -> int:
         return product.variant_count  # type: ignore[attr-defined,no-any-return]
 
-    def save_formset(
-        self, request: HttpRequest, form: Any, formset: Any, change: bool
-    ) -> None:
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         super().save_formset(request, form, formset, change)
         if isinstance(formset, VariantInlineFormSet):
             saved = [

@@ -55,7 +55,9 @@ def test_products_list_the_demo_catalog_with_total_count(api: Client, demo_catal
 def test_the_product_list_carries_each_products_variants_in_position_order_not_price(
     api: Client, db: None
 ) -> None:
-    make_product("shirt", variants=[("SHIRT-S", 3000, 4), ("SHIRT-M", 2500, 0), ("SHIRT-L", 2000, 9)])
+    make_product(
+        "shirt", variants=[("SHIRT-S", 3000, 4), ("SHIRT-M", 2500, 0), ("SHIRT-L", 2000, 9)]
+    )
     Variant.objects.filter(sku="SHIRT-L").update(reserved=2)  # held by a pending order
     Variant.objects.create(product=Variant.objects.get(sku="SHIRT-S").product, sku="SHIRT-XL",
                            price=1, active=False)  # fmt: skip
