@@ -3,7 +3,8 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from djangomart.catalog.demo import demo_catalog_seed
-from djangomart.catalog.models import Category, Product, Variant
+from djangomart.catalog.models import Category, Product, StockMovement, Variant
+from djangomart.catalog.services import variant_stock_change
 
 
 @pytest.fixture
@@ -33,11 +34,16 @@ def make_product(
     active: bool = True,
     variants: list[tuple[str, int, int]] | None = None,
 ) -> Product:
-    """A product with variants given as (sku, price, stock)."""
+    """A product with variants given as (sku, price, stock), in that order (`position`);
+    stock is on hand, recorded as a restock in the stock ledger."""
     category = category or Category.objects.get_or_create(slug="misc", defaults={"name": "Misc"})[0]
     product = Product.objects.create(
         name=slug.replace("-", " ").title(), slug=slug, category=category, active=active
     )
-    for sku, price, stock in variants or []:
-        Variant.objects.create(product=product, sku=sku, price=price, stock_on_hand=stock)
+    for position, (sku, price, stock) in enumerate(variants or []):
+        variant = Variant.objects.create(product=product, sku=sku, price=price, position=position)
+        if stock:
+            variant_stock_change(
+                variant_id=variant.pk, delta=stock, reason=StockMovement.Reason.RESTOCK
+            )
     return product

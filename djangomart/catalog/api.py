@@ -45,17 +45,21 @@ def product_detail(request: HttpRequest, slug: str) -> ProductDetailOut:
         description=product.description,
         category=CategoryRefOut(slug=product.category.slug, name=product.category.name),
         image_urls=product.image_urls,
-        variants=[
-            VariantOut(
-                sku=v.sku,
-                label=v.label,
-                price=v.price,
-                currency=v.currency,
-                available=selectors.variant_available(v),
-            )
-            for v in product.sellable_variants  # type: ignore[attr-defined]
-        ],
+        variants=_variants_out(product),
     )
+
+
+def _variants_out(product: Product) -> list[VariantOut]:
+    return [
+        VariantOut(
+            sku=v.sku,
+            label=v.label,
+            price=v.price,
+            currency=v.currency,
+            available=selectors.variant_available(v),
+        )
+        for v in product.sellable_variants  # type: ignore[attr-defined]
+    ]
 
 
 def _category_out(category: Category) -> CategoryOut:
@@ -75,4 +79,5 @@ def _summary_out(product: Product) -> ProductSummaryOut:
         price_from=product.price_from,  # type: ignore[attr-defined]
         currency=product.currency,  # type: ignore[attr-defined]
         in_stock=product.in_stock,  # type: ignore[attr-defined]
+        variants=_variants_out(product),
     )

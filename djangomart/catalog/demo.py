@@ -1,12 +1,14 @@
 """The demo catalog that `manage.py seed_demo` loads: 3 categories, 12 products,
-30 variants in USD, with enough stock for load tests."""
+30 variants in USD (in the order listed: S, M, L), with enough stock for load tests;
+the initial stock is a `restock` in the stock ledger."""
 
 import logging
 from dataclasses import dataclass, field
 
 from django.db import transaction
 
-from djangomart.catalog.models import Category, Product, Variant
+from djangomart.catalog.models import Category, Product, StockMovement, Variant
+from djangomart.catalog.services import variant_stock_change
 
 logger = logging.getLogger(__name__)
 
@@ -87,17 +89,24 @@ def demo_catalog_seed() -> int:
             },
         )
         created += was_created
-        for suffix, label, price in demo.variants:
-            _, was_created = Variant.objects.get_or_create(
+        for position, (suffix, label, price) in enumerate(demo.variants):
+            variant, was_created = Variant.objects.get_or_create(
                 sku=f"{demo.slug.upper()}-{suffix}",
                 defaults={
                     "product": product,
                     "label": label,
+                    "position": position,
                     "price": price,
                     "currency": DEMO_CURRENCY,
-                    "stock_on_hand": DEMO_STOCK,
                 },
             )
+            if was_created:
+                variant_stock_change(
+                    variant_id=variant.pk,
+                    delta=DEMO_STOCK,
+                    reason=StockMovement.Reason.RESTOCK,
+                    note="Demo catalog seed.",
+                )
             created += was_created
     logger.info("demo catalog seeded", extra={"rows_created": created})
     return created

@@ -18,6 +18,16 @@ class CategoryRefOut(Schema):
     name: str
 
 
+class VariantOut(Schema):
+    sku: str
+    label: str
+    price: int = Field(description="In the currency's minor unit (cents for USD).")
+    currency: str
+    available: int = Field(
+        description="Units that can be bought now: on hand minus those held by pending orders."
+    )
+
+
 class ProductSummaryOut(Schema):
     slug: str
     name: str
@@ -28,6 +38,9 @@ class ProductSummaryOut(Schema):
     )
     currency: str | None = Field(description="Lowercase ISO-4217 code of `price_from`.")
     in_stock: bool
+    variants: list[VariantOut] = Field(
+        description="Active variants in the shop's order, so a client can buy from the list."
+    )
 
 
 class ProductPageOut(Schema):
@@ -35,14 +48,6 @@ class ProductPageOut(Schema):
     count: int = Field(description="Products matching the filters, on all pages.")
     page: int
     page_size: int
-
-
-class VariantOut(Schema):
-    sku: str
-    label: str
-    price: int = Field(description="In the currency's minor unit (cents for USD).")
-    currency: str
-    available: int = Field(description="Units that can be bought now.")
 
 
 class ProductDetailOut(Schema):

@@ -9,6 +9,7 @@ Every applied or refused transition is written to the order's timeline with the
 Stripe event that caused it.
 """
 
+from djangomart.orders import stock
 from djangomart.orders.models import Order, OrderEvent
 
 Status = Order.Status
@@ -22,7 +23,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     Status.CANCELED: frozenset(),
 }
 
-# Leaving `pending` this way gives the reserved stock back.
+# Leaving `pending` this way gives the reserved stock back; paid sells it
+# (orders.stock). Every path to paid (webhook, sync, staff) comes through apply, and
+# an order leaves `pending` once, so each happens once.
 RELEASES_STOCK = frozenset({Status.FAILED, Status.EXPIRED, Status.CANCELED})
 
 
@@ -57,7 +60,7 @@ def apply(order: Order, to_status: str, *, stripe_event_id: str = "", message: s
         message=message,
     )
     if to_status in RELEASES_STOCK:
-        from djangomart.orders.stock import stock_release
-
-        stock_release(order)
+        stock.stock_release(order)
+    elif from_status == Status.PENDING and to_status == Status.PAID:
+        stock.stock_sell(order)
     return True

@@ -13,11 +13,11 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.http import JsonResponse
 from django.utils import timezone
 
 from djangomart.catalog.models import Variant
+from djangomart.catalog.services import stock_reserve
 from djangomart.core.errors import DomainError, NotFound
 from djangomart.orders import transitions
 from djangomart.orders.locks import orders_lock, variants_lock
@@ -31,6 +31,12 @@ logger = logging.getLogger(__name__)
 class OutOfStock(DomainError):
     status = 409
     code = "out_of_stock"
+
+
+def out_of_stock_message(sku: str, available: int) -> str:
+    if available <= 0:
+        return f"{sku} is out of stock."
+    return f"Only {available} of {sku} {'is' if available == 1 else 'are'} available."
 
 
 class UnknownSku(DomainError):
@@ -243,12 +249,13 @@ def _order_create(
     if len(currencies) != 1:
         raise InvalidCheckout("All items of one order must be priced in one currency.")
     for line in lines:
+        # Read under the lock: nobody else can reserve these units until we commit.
         variant = locked[by_sku[line.sku].pk]
-        if variant.stock_on_hand < line.quantity:
+        if variant.available < line.quantity:
             raise OutOfStock(
-                f"Only {variant.stock_on_hand} of {line.sku} left.",
+                out_of_stock_message(line.sku, variant.available),
                 sku=line.sku,
-                available=variant.stock_on_hand,
+                available=variant.available,
             )
     subtotal = sum(locked[by_sku[ln.sku].pk].price * ln.quantity for ln in lines)
     now = timezone.now()
@@ -275,9 +282,7 @@ def _order_create(
             quantity=line.quantity,
             line_total=variant.price * line.quantity,
         )
-        Variant.objects.filter(pk=variant.pk).update(
-            stock_on_hand=F("stock_on_hand") - line.quantity
-        )
+    stock_reserve({by_sku[ln.sku].pk: ln.quantity for ln in lines})
     order_note(order, OrderEvent.Kind.CREATED, "Order created; stock reserved.")
     return order
 

@@ -68,16 +68,25 @@ def test_staff_can_add_a_product_with_a_variant(staff_client: Client, demo_catal
             "variants-INITIAL_FORMS": "0",
             "variants-MIN_NUM_FORMS": "0",
             "variants-MAX_NUM_FORMS": "1000",
+            "variants-0-position": "0",
             "variants-0-sku": "TEAPOT-1",
             "variants-0-label": "1 l",
             "variants-0-price": "3200",
             "variants-0-currency": "usd",
-            "variants-0-stock_on_hand": "10",
+            "variants-0-stock_change": "10",
+            "variants-0-stock_reason": "restock",
             "variants-0-active": "on",
         },
     )
-    assert response.status_code == 302, response.content[:2000]
-    assert Variant.objects.get(sku="TEAPOT-1").product.slug == "teapot"
+    assert response.status_code == 302, response.context["inline_admin_formsets"][0].formset.errors
+    variant = Variant.objects.get(sku="TEAPOT-1")
+    assert (variant.product.slug, variant.on_hand, variant.reserved) == ("teapot", 10, 0)
+    movement = variant.movements.get()
+    assert (movement.delta, movement.reason, movement.staff_user.username) == (
+        10,
+        "restock",
+        "staff",
+    )
 
 
 @pytest.mark.parametrize("url", ["/admin/catalog/product/", "/admin/catalog/variant/add/"])

@@ -3,6 +3,7 @@
 import pytest
 from django.test import Client
 
+from djangomart.catalog.demo import DEMO_STOCK
 from djangomart.catalog.models import Category, Variant
 from tests.conftest import make_product
 
@@ -43,7 +44,42 @@ def test_products_list_the_demo_catalog_with_total_count(api: Client, demo_catal
         "price_from": 2000,
         "currency": "usd",
         "in_stock": True,
-    }
+        "variants": [
+            {"sku": f"CLASSIC-TEE-{size}", "label": f"Size {size}", "price": 2000,
+             "currency": "usd", "available": DEMO_STOCK}
+            for size in "SML"
+        ],
+    }  # fmt: skip
+
+
+def test_the_product_list_carries_each_products_variants_in_position_order_not_price(
+    api: Client, db: None
+) -> None:
+    make_product(
+        "shirt", variants=[("SHIRT-S", 3000, 4), ("SHIRT-M", 2500, 0), ("SHIRT-L", 2000, 9)]
+    )
+    Variant.objects.filter(sku="SHIRT-L").update(reserved=2)  # held by a pending order
+    Variant.objects.create(product=Variant.objects.get(sku="SHIRT-S").product, sku="SHIRT-XL",
+                           price=1, active=False)  # fmt: skip
+    (item,) = api.get("/api/v1/products").json()["items"]
+    assert [(v["sku"], v["price"], v["available"]) for v in item["variants"]] == [
+        ("SHIRT-S", 3000, 4),
+        ("SHIRT-M", 2500, 0),
+        ("SHIRT-L", 2000, 7),
+    ]
+    detail = api.get("/api/v1/products/shirt").json()
+    assert detail["variants"] == item["variants"]
+
+
+def test_staff_reorder_variants_by_position(api: Client, demo_catalog: None) -> None:
+    Variant.objects.filter(sku="CLASSIC-TEE-L").update(position=0)
+    Variant.objects.filter(sku="CLASSIC-TEE-S").update(position=2)
+    (tee,) = api.get("/api/v1/products", {"q": "classic tee"}).json()["items"]
+    assert [v["sku"] for v in tee["variants"]] == [
+        "CLASSIC-TEE-L",
+        "CLASSIC-TEE-M",
+        "CLASSIC-TEE-S",
+    ]
 
 
 def test_products_are_paginated_without_overlap(api: Client, demo_catalog: None) -> None:
@@ -137,7 +173,8 @@ def test_out_of_stock_product_is_listed_as_not_in_stock(api: Client, db: None) -
 def test_product_detail_has_variants_with_price_currency_and_available(
     api: Client, demo_catalog: None
 ) -> None:
-    Variant.objects.filter(sku="CERAMIC-MUG-BLU").update(stock_on_hand=7)
+    # 500 on hand, 493 held by pending orders: 7 can be bought.
+    Variant.objects.filter(sku="CERAMIC-MUG-BLU").update(reserved=DEMO_STOCK - 7)
     response = api.get("/api/v1/products/ceramic-mug")
     assert response.status_code == 200
     body = response.json()
@@ -145,15 +182,15 @@ def test_product_detail_has_variants_with_price_currency_and_available(
     assert body["category"] == {"slug": "home", "name": "Home & Kitchen"}
     assert body["variants"] == [
         {
-            "sku": "CERAMIC-MUG-BLK",
-            "label": "Black",
+            "sku": "CERAMIC-MUG-WHT",
+            "label": "White",
             "price": 1400,
             "currency": "usd",
             "available": 500,
         },
         {
-            "sku": "CERAMIC-MUG-WHT",
-            "label": "White",
+            "sku": "CERAMIC-MUG-BLK",
+            "label": "Black",
             "price": 1400,
             "currency": "usd",
             "available": 500,
@@ -210,9 +247,12 @@ def test_list_endpoints_use_a_constant_number_of_queries(
     api: Client, demo_catalog: None, django_assert_num_queries
 ) -> None:
     for size in (1, 12, 100):
-        # one COUNT, one page of products with prices and stock as subqueries
-        with django_assert_num_queries(2):
-            assert api.get("/api/v1/products", {"page_size": size}).status_code == 200
+        # one COUNT, one page of products with prices and stock as subqueries, and
+        # the variants of the whole page
+        with django_assert_num_queries(3):
+            body = api.get("/api/v1/products", {"page_size": size}).json()
+        assert len(body["items"]) == min(size, 12)
+        assert sum(len(i["variants"]) for i in body["items"]) >= len(body["items"])
     Category.objects.create(name="Sub", slug="sub", parent=Category.objects.get(slug="home"))
     with django_assert_num_queries(1):
         api.get("/api/v1/categories")

@@ -17,7 +17,9 @@ def variant() -> Variant:
 @pytest.mark.parametrize(
     ("field", "value", "constraint"),
     [
-        ("stock_on_hand", -1, "variant_stock_on_hand_gte_0"),
+        ("on_hand", -1, "variant_(on_hand|available)_gte_0"),  # both hold
+        ("reserved", -1, "variant_reserved_gte_0"),
+        ("reserved", 4, "variant_available_gte_0"),
         ("price", -1, "variant_price_gte_0"),
         ("currency", "USD", "variant_currency_iso_lower"),
         ("currency", "us", "variant_currency_iso_lower"),
@@ -34,9 +36,32 @@ def test_stock_cannot_be_decremented_below_zero_even_by_a_relative_update(varian
     from django.db.models import F
 
     with pytest.raises(IntegrityError), transaction.atomic():
-        Variant.objects.filter(pk=variant.pk).update(stock_on_hand=F("stock_on_hand") - 4)
+        Variant.objects.filter(pk=variant.pk).update(on_hand=F("on_hand") - 4)
     variant.refresh_from_db()
-    assert variant.stock_on_hand == 3
+    assert variant.on_hand == 3
+
+
+def test_more_cannot_be_reserved_than_is_on_hand_even_by_a_relative_update(
+    variant: Variant,
+) -> None:
+    from django.db.models import F
+
+    with pytest.raises(IntegrityError, match="variant_available_gte_0"), transaction.atomic():
+        Variant.objects.filter(pk=variant.pk).update(reserved=F("reserved") + 4)
+    variant.refresh_from_db()
+    assert (variant.on_hand, variant.reserved, variant.available) == (3, 0, 3)
+
+
+def test_saving_a_variant_read_before_a_checkout_does_not_write_its_stock_back(
+    variant: Variant,
+) -> None:
+    stale = Variant.objects.get(pk=variant.pk)  # a form opened by staff: 3 on hand
+    Variant.objects.filter(pk=variant.pk).update(reserved=2)  # a checkout reserves 2
+    Variant.objects.filter(pk=variant.pk).update(on_hand=5)  # a restock
+    stale.price = 1200
+    stale.save()
+    variant.refresh_from_db()
+    assert (variant.price, variant.on_hand, variant.reserved) == (1200, 5, 2)
 
 
 def test_sku_is_unique(variant: Variant) -> None:

@@ -3,7 +3,7 @@
 import pytest
 from django.core.management import call_command
 
-from djangomart.catalog.models import Category, Product, Variant
+from djangomart.catalog.models import Category, Product, StockMovement, Variant
 
 pytestmark = pytest.mark.django_db
 
@@ -22,7 +22,8 @@ def test_seed_demo_loads_the_demo_catalog() -> None:
     assert Product.objects.count() == 12
     assert Variant.objects.count() == 30
     assert set(Variant.objects.values_list("currency", flat=True)) == {"usd"}
-    assert min(Variant.objects.values_list("stock_on_hand", flat=True)) >= 100
+    assert min(Variant.objects.values_list("on_hand", flat=True)) >= 100
+    assert set(Variant.objects.values_list("reserved", flat=True)) == {0}
     assert not Product.objects.filter(variants=None).exists()
 
 
@@ -35,14 +36,32 @@ def test_running_seed_demo_twice_changes_nothing() -> None:
 
 def test_seed_demo_leaves_sold_stock_and_edits_alone() -> None:
     call_command("seed_demo")
-    Variant.objects.filter(sku="CLASSIC-TEE-M").update(stock_on_hand=3, price=2100)
+    Variant.objects.filter(sku="CLASSIC-TEE-M").update(on_hand=3, price=2100)
     call_command("seed_demo")
     tee = Variant.objects.get(sku="CLASSIC-TEE-M")
-    assert (tee.stock_on_hand, tee.price) == (3, 2100)
+    assert (tee.on_hand, tee.price) == (3, 2100)
 
 
 def test_seed_demo_restores_a_deleted_variant_only() -> None:
     call_command("seed_demo")
+    StockMovement.objects.filter(variant__sku="SUNGLASSES-CLR").delete()  # the ledger protects it
     Variant.objects.filter(sku="SUNGLASSES-CLR").delete()
     call_command("seed_demo")
     assert Variant.objects.count() == 30
+
+
+def test_seed_demo_records_the_initial_stock_as_a_restock_in_the_ledger() -> None:
+    call_command("seed_demo")
+    for variant in Variant.objects.all():
+        (movement,) = variant.movements.all()
+        assert (movement.reason, movement.delta, movement.on_hand_after) == (
+            "restock",
+            variant.on_hand,
+            variant.on_hand,
+        )
+
+
+def test_seed_demo_orders_sizes_s_m_l() -> None:
+    call_command("seed_demo")
+    tee = Variant.objects.filter(product__slug="classic-tee").order_by("position")
+    assert [v.sku for v in tee] == ["CLASSIC-TEE-S", "CLASSIC-TEE-M", "CLASSIC-TEE-L"]

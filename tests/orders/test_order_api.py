@@ -232,7 +232,7 @@ def test_sync_after_the_session_expired_makes_the_order_expired_and_gives_its_st
     sandbox.control("clock/advance", {"seconds": 90000})
     body = order_sync(client, placed["order"]["id"], placed["access_token"]).json()
     assert body["status"] == "expired"
-    assert Variant.objects.get(sku="TEE-M").stock_on_hand == 10
+    assert Variant.objects.get(sku="TEE-M").available == 10
 
 
 def test_a_second_sync_within_a_second_answers_without_asking_stripe(

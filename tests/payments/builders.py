@@ -7,9 +7,11 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
 from djangomart.catalog.models import Variant
+from djangomart.catalog.services import stock_reserve, variants_lock
 from djangomart.orders.models import Order, OrderEvent, OrderLine
 
 DEMO_SKU = "CLASSIC-TEE-M"  # 20.00 USD in the demo catalog
@@ -30,8 +32,9 @@ def order_build(
     session_id: str | None = None,
     with_session: bool = True,
 ) -> Order:
-    """A pending order for `quantity` units of `sku`, as checkout leaves it once its
-    Checkout Session exists (unless `with_session` is false)."""
+    """A pending order for `quantity` units of `sku`, with its stock reserved, as
+    checkout leaves it once its Checkout Session exists (unless `with_session` is
+    false)."""
     variant = Variant.objects.select_related("product").get(sku=sku)
     total = variant.price * quantity
     order = Order.objects.create(
@@ -53,6 +56,9 @@ def order_build(
         quantity=quantity,
         line_total=total,
     )
+    with transaction.atomic():
+        variants_lock([variant.pk])
+        stock_reserve({variant.pk: quantity})
     OrderEvent.objects.create(order=order, kind=OrderEvent.Kind.CREATED, message="Order created.")
     return order
 

@@ -23,7 +23,7 @@ def order_pending(
     *, sku: str = "CLASSIC-TEE-M", quantity: int = 2, with_session: bool = True
 ) -> Order:
     """A pending order as checkout leaves it once its Checkout Session exists, built with
-    the ORM so that no Stripe is needed (stock is not reserved: no test here releases it)."""
+    the ORM so that no Stripe is needed (its stock reserved, as checkout does)."""
     demo_catalog_seed()
     return order_build(sku=sku, quantity=quantity, with_session=with_session)
 

@@ -62,7 +62,7 @@ def timeline(order: Order) -> list[OrderEvent]:
 
 
 def stock() -> int:
-    return Variant.objects.get(sku=SKU).stock_on_hand
+    return Variant.objects.get(sku=SKU).available
 
 
 def test_paying_with_a_good_card_makes_the_order_paid(shop: SandboxServer, client: Client) -> None:

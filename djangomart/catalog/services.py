@@ -1,0 +1,135 @@
+"""Stock writes. Every change of a variant's `on_hand` or `reserved` happens here, as a
+relative update of a variant whose row the caller has locked with `variants_lock`, and
+every change of `on_hand` adds a StockMovement (the ledger).
+
+Lock order: several variants are always locked in one statement, in primary-key order,
+so that two transactions locking overlapping variants cannot deadlock. Callers that also
+lock orders lock them first (djangomart/orders/locks.py holds the global order).
+"""
+
+from collections.abc import Iterable, Mapping
+from uuid import UUID
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import F
+
+from djangomart.catalog.models import StockMovement, Variant
+from djangomart.core.errors import DomainError
+
+Reason = StockMovement.Reason
+
+# What staff may record by hand; sales come only from paid orders.
+STAFF_REASONS = frozenset({Reason.RESTOCK, Reason.ADJUSTMENT, Reason.RETURN})
+
+
+class StockChangeRefused(DomainError):
+    status = 409
+    code = "stock_change_refused"
+
+
+def variants_lock(ids: Iterable[int]) -> dict[int, Variant]:
+    """Locks the variants in pk order and returns them freshly read. Inside atomic()."""
+    rows = (
+        Variant.objects.filter(pk__in=sorted(set(ids)))
+        .select_related("product")
+        .order_by("pk")
+        .select_for_update(of=("self",))
+    )
+    return {variant.pk: variant for variant in rows}
+
+
+def _refresh_stock(variant: Variant) -> None:
+    variant.on_hand, variant.reserved = Variant.objects.values_list("on_hand", "reserved").get(
+        pk=variant.pk
+    )
+
+
+def stock_reserve(quantities: Mapping[int, int]) -> None:
+    """Holds units for a pending order: variant id -> quantity. The variants must be
+    locked and have that much available (the caller checks, to say which SKU is short)."""
+    for variant_id, quantity in sorted(quantities.items()):
+        Variant.objects.filter(pk=variant_id).update(reserved=F("reserved") + quantity)
+
+
+def stock_unreserve(quantities: Mapping[int, int]) -> None:
+    """Drops a pending order's hold; on_hand is untouched. Variants locked."""
+    for variant_id, quantity in sorted(quantities.items()):
+        Variant.objects.filter(pk=variant_id).update(reserved=F("reserved") - quantity)
+
+
+def stock_sell(quantities: Mapping[int, int], *, order_id: UUID) -> list[StockMovement]:
+    """Turns a paid order's reservation into a sale: on_hand and reserved both go down,
+    and each variant gets a `sale` movement. Variants locked. A second call for the same
+    order and variant fails on the ledger's unique constraint."""
+    movements = []
+    for variant_id, quantity in sorted(quantities.items()):
+        Variant.objects.filter(pk=variant_id).update(
+            on_hand=F("on_hand") - quantity, reserved=F("reserved") - quantity
+        )
+        on_hand = Variant.objects.values_list("on_hand", flat=True).get(pk=variant_id)
+        movements.append(
+            StockMovement.objects.create(
+                variant_id=variant_id,
+                delta=-quantity,
+                on_hand_after=on_hand,
+                reason=Reason.SALE,
+                order_id=order_id,
+            )
+        )
+    return movements
+
+
+def stock_change_check(variant: Variant, delta: int, reason: str) -> None:
+    """Raises StockChangeRefused unless staff may apply `delta` to `variant` (as read
+    under its lock): a staff reason, not zero, and not below what is reserved."""
+    if reason not in STAFF_REASONS:
+        raise StockChangeRefused(f"{reason!r} is not a reason staff can record.")
+    if delta == 0:
+        raise StockChangeRefused("A stock change of 0 changes nothing.")
+    if variant.on_hand + delta < 0:
+        raise StockChangeRefused(
+            f"{variant.sku}: only {variant.on_hand} on hand, cannot remove {-delta}."
+        )
+    if variant.on_hand + delta < variant.reserved:
+        raise StockChangeRefused(
+            f"{variant.sku}: on hand would be {variant.on_hand + delta}, but pending orders"
+            f" hold {variant.reserved}. At most {variant.available} can be removed now."
+        )
+
+
+def stock_change(
+    variant: Variant,
+    *,
+    delta: int,
+    reason: str,
+    staff_user: AbstractBaseUser | None,
+    note: str = "",
+) -> StockMovement:
+    """Staff's restock, adjustment or return on a locked variant: a relative change of
+    on_hand plus its movement. Raises StockChangeRefused (nothing changed)."""
+    stock_change_check(variant, delta, reason)
+    Variant.objects.filter(pk=variant.pk).update(on_hand=F("on_hand") + delta)
+    _refresh_stock(variant)
+    return StockMovement.objects.create(
+        variant=variant,
+        delta=delta,
+        on_hand_after=variant.on_hand,
+        reason=reason,
+        staff_user=staff_user,
+        note=note,
+    )
+
+
+@transaction.atomic
+def variant_stock_change(
+    *,
+    variant_id: int,
+    delta: int,
+    reason: str,
+    staff_user: AbstractBaseUser | None = None,
+    note: str = "",
+) -> StockMovement:
+    """`stock_change` in its own transaction, locking the variant first."""
+    variant = variants_lock([variant_id])[variant_id]
+    return stock_change(variant, delta=delta, reason=reason, staff_user=staff_user, note=note)
