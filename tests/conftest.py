@@ -1,10 +1,22 @@
+import os
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from hypothesis import settings as hypothesis_settings
 
 from djangomart.catalog.demo import demo_catalog_seed
 from djangomart.catalog.models import Category, Product, StockMovement, Variant
 from djangomart.catalog.services import variant_stock_change
+from tests.ci import CI, pytest_configure, pytest_make_collect_report, pytest_runtest_makereport
+
+__all__ = ["pytest_configure", "pytest_make_collect_report", "pytest_runtest_makereport"]
+
+# Property tests (tests/payments/test_properties.py): a quick sample on a laptop, a wider
+# one in CI, where every run explores new cases. HYPOTHESIS_PROFILE picks one by name.
+hypothesis_settings.register_profile("dev", max_examples=12)
+hypothesis_settings.register_profile("ci", max_examples=100)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if CI else "dev"))
 
 
 @pytest.fixture
