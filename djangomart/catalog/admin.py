@@ -59,7 +59,7 @@ class VariantForm(forms.ModelForm[Variant]):
         fields = ["product", "sku", "label", "position", "price", "currency", "active"]
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         delta = cleaned.get("stock_change")
         if not delta:
             return cleaned
@@ -122,7 +122,7 @@ class StockFieldsMixin:
 class VariantInline(StockFieldsMixin, admin.TabularInline[Variant, Product]):
     model = Variant
     form = VariantForm
-    formset = VariantInlineFormSet
+    formset = VariantInlineFormSet  # type: ignore[assignment]
     extra = 0
     fields = [
         "position",

@@ -99,10 +99,6 @@ class Variant(models.Model):
     def __str__(self) -> str:
         return f"{self.sku} ({self.product.name} {self.label})".strip()
 
-    @property
-    def available(self) -> int:
-        return self.on_hand - self.reserved
-
     def save(self, *args: Any, **kwargs: Any) -> None:
         # An existing row's stock columns are never written from a (possibly stale)
         # instance: they change only through catalog.services, under the row lock.
@@ -113,6 +109,10 @@ class Variant(models.Model):
                 if not f.primary_key and f.name not in self.STOCK_FIELDS
             ]
         super().save(*args, **kwargs)
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
 
 
 class StockMovement(models.Model):

@@ -69,7 +69,7 @@ def product_get(*, slug: str) -> Product:
     return product
 
 
-def _sellable_variants() -> Prefetch[Variant]:
+def _sellable_variants() -> Prefetch:  # type: ignore[type-arg]
     """A product's active variants, in the order staff gave them (`position`)."""
     variants = Variant.objects.filter(active=True).order_by("position", "pk")
     return Prefetch("variants", queryset=variants, to_attr="sellable_variants")

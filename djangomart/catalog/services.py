@@ -10,7 +10,7 @@ lock orders lock them first (djangomart/orders/locks.py holds the global order).
 from collections.abc import Iterable, Mapping
 from uuid import UUID
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F
 
@@ -103,7 +103,7 @@ def stock_change(
     *,
     delta: int,
     reason: str,
-    staff_user: AbstractBaseUser | None,
+    staff_user: User | None,
     note: str = "",
 ) -> StockMovement:
     """Staff's restock, adjustment or return on a locked variant: a relative change of
@@ -127,7 +127,7 @@ def variant_stock_change(
     variant_id: int,
     delta: int,
     reason: str,
-    staff_user: AbstractBaseUser | None = None,
+    staff_user: User | None = None,
     note: str = "",
 ) -> StockMovement:
     """`stock_change` in its own transaction, locking the variant first."""

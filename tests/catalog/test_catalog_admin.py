@@ -82,7 +82,11 @@ def test_staff_can_add_a_product_with_a_variant(staff_client: Client, demo_catal
     variant = Variant.objects.get(sku="TEAPOT-1")
     assert (variant.product.slug, variant.on_hand, variant.reserved) == ("teapot", 10, 0)
     movement = variant.movements.get()
-    assert (movement.delta, movement.reason, movement.staff_user.username) == (
+    assert (
+        movement.delta,
+        movement.reason,
+        movement.staff_user and movement.staff_user.username,
+    ) == (
         10,
         "restock",
         "staff",
@@ -111,3 +115,66 @@ def test_staff_without_catalog_permissions_are_forbidden(
         User.objects.create_user("intern", "i@example.com", "pw-for-tests", is_staff=True)
     )
     assert client.get("/admin/catalog/product/").status_code == 403
+
+
+def _variant_post(variant: Variant, **changes: str) -> dict[str, str]:
+    data = {
+        "product": str(variant.product_id),
+        "sku": variant.sku,
+        "label": variant.label,
+        "position": str(variant.position),
+        "price": str(variant.price),
+        "currency": variant.currency,
+        "active": "on",
+        "stock_change": "",
+        "stock_reason": "adjustment",
+        "stock_note": "",
+    }
+    data.update(changes)
+    return data
+
+
+def test_a_variant_page_opened_before_a_checkout_does_not_write_the_old_stock_back(
+    staff_client: Client, demo_catalog: None
+) -> None:
+    variant = Variant.objects.get(sku="CLASSIC-TEE-M")
+    form = _variant_post(variant, price="2100")  # read by staff: 500 on hand, 0 reserved
+    Variant.objects.filter(pk=variant.pk).update(reserved=2)  # then a checkout reserves 2
+    response = staff_client.post(f"/admin/catalog/variant/{variant.pk}/change/", form)
+    assert response.status_code == 302
+    variant.refresh_from_db()
+    assert (variant.price, variant.on_hand, variant.reserved) == (2100, 500, 2)
+
+
+def test_removing_stock_held_by_pending_orders_is_a_form_error_not_a_500(
+    staff_client: Client, demo_catalog: None
+) -> None:
+    variant = Variant.objects.get(sku="CLASSIC-TEE-M")
+    Variant.objects.filter(pk=variant.pk).update(reserved=499)
+    response = staff_client.post(
+        f"/admin/catalog/variant/{variant.pk}/change/", _variant_post(variant, stock_change="-2")
+    )
+    assert response.status_code == 200
+    assert b"pending orders hold 499" in response.content
+    variant.refresh_from_db()
+    assert (variant.on_hand, variant.movements.count()) == (500, 1)
+
+
+def test_a_stock_change_on_the_variant_page_is_a_ledger_row_with_the_staff_user(
+    staff_client: Client, demo_catalog: None
+) -> None:
+    variant = Variant.objects.get(sku="CLASSIC-TEE-M")
+    response = staff_client.post(
+        f"/admin/catalog/variant/{variant.pk}/change/",
+        _variant_post(variant, stock_change="-3", stock_note="broken in storage"),
+    )
+    assert response.status_code == 302
+    variant.refresh_from_db()
+    latest = variant.movements.order_by("-pk").first()
+    assert variant.on_hand == 497
+    assert latest is not None
+    assert (latest.delta, latest.reason, latest.on_hand_after) == (-3, "adjustment", 497)
+    ledger = staff_client.get("/admin/catalog/stockmovement/")
+    assert ledger.status_code == 200
+    assert b"broken in storage" in ledger.content
+    assert staff_client.get("/admin/catalog/stockmovement/add/").status_code == 403

@@ -5,6 +5,7 @@ product admin's save, all locking the same variants, never deadlock."""
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from uuid import UUID
 
 import pytest
 from django.contrib.auth.models import User
@@ -60,11 +61,12 @@ def test_buyers_racing_for_the_last_unit_get_one_order_and_clean_409s(
     # Every buyer reaches the variant while another transaction holds its row: they
     # all read "1 available" at the same moment unless checkout locks the row before
     # it reads. Then the hold ends and they proceed together.
+    starter = ThreadPoolExecutor(1)
     with held_transaction(lambda: variants_lock([variant.pk])):
-        with ThreadPoolExecutor(1) as starter:
-            answers_future = starter.submit(race, [buy] * buyers)
-            lock_waiters_wait(buyers)
+        answers_future = starter.submit(race, [buy] * buyers)
+        lock_waiters_wait(buyers)
     answers = answers_future.result(120)
+    starter.shutdown()
 
     statuses = sorted(a.status_code for a in answers)
     assert statuses == [201] + [409] * (buyers - 1), [a.content for a in answers]
@@ -94,7 +96,7 @@ def _release(order_ids: list[str]) -> None:
     """Cancels several orders in one transaction (as a staff bulk action or a
     reconciliation batch would): orders locked first, then each one's variants."""
     with transaction.atomic():
-        for order in orders_lock(order_ids).values():
+        for order in orders_lock(UUID(i) for i in order_ids).values():
             transitions.apply(order, Order.Status.CANCELED, message="test release")
 
 
@@ -151,13 +153,20 @@ def test_checkouts_releases_and_admin_saves_on_the_same_variants_never_deadlock(
         admin = Client()
         admin.force_login(staff)
         data = _admin_save_data(product, round_no)
+
+        def admin_save(admin: Client = admin, data: dict[str, str] = data) -> Any:
+            return admin.post(f"/admin/catalog/product/{product.pk}/change/", data)
+
+        def release(ids: list[str] = to_release) -> None:
+            _release(ids)
+
         calls: list[Callable[[], Any]] = [
             lambda: checkout_post(Client(), checkout_body(lines=[
                 {"sku": "KIT-A", "quantity": 1}, {"sku": "KIT-B", "quantity": 1}])),
             lambda: checkout_post(Client(), checkout_body(lines=[
                 {"sku": "KIT-B", "quantity": 1}, {"sku": "KIT-A", "quantity": 1}])),
-            lambda: _release(to_release),
-            lambda: admin.post(f"/admin/catalog/product/{product.pk}/change/", data),
+            release,
+            admin_save,
         ]  # fmt: skip
         checkout_ab, checkout_ba, _, saved = race(calls)  # a deadlock error would raise
         assert (checkout_ab.status_code, checkout_ba.status_code) == (201, 201)
