@@ -1,6 +1,8 @@
 """Maps every exception the API can raise to the JSON error shape, in one place."""
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
@@ -20,15 +22,13 @@ def register_error_handlers(api: NinjaAPI) -> None:
     def validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
         details = [
             {
-                "location": ".".join(str(part) for part in err.get("loc", ())),
-                "message": err.get("msg", ""),
-                "type": err.get("type", ""),
+                "location": error_location(err.get("loc", ())),
+                "message": error_message(str(err.get("msg", ""))),
+                "type": str(err.get("type", "")),
             }
             for err in exc.errors
         ]
-        return error_response(
-            422, "validation_error", "The request has invalid parameters.", details=details
-        )
+        return error_response(422, "validation_error", validation_summary(details), details=details)
 
     @api.exception_handler(Throttled)
     def throttled(request: HttpRequest, exc: Throttled) -> HttpResponse:
@@ -49,3 +49,27 @@ def register_error_handlers(api: NinjaAPI) -> None:
     def unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
         logger.exception("unhandled API error", extra={"path": request.path})
         return generic_error_response(500, "Internal error; it has been logged.")
+
+
+def error_location(loc: Sequence[Any]) -> str:
+    """django-ninja's `("body", "body", "lines", 0, "quantity")` -> `lines.0.quantity`: a body
+    field by its own path (the first two parts are the source and the view's argument
+    name); other sources keep theirs: `query.page`, `path.slug`, `header.X-Order-Token`."""
+    parts = [str(part) for part in loc]
+    if parts[:1] == ["body"]:
+        return ".".join(parts[2:]) or "body"
+    return ".".join(parts) or "request"
+
+
+def error_message(message: str) -> str:
+    # pydantic prefixes the message of a ValueError raised by a validator.
+    message = message.removeprefix("Value error, ")
+    return message[:1].upper() + message[1:]
+
+
+def validation_summary(details: list[dict[str, str]]) -> str:
+    if not details:
+        return "The request has invalid parameters."
+    first = details[0]
+    more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+    return f"Invalid {first['location']}: {first['message']}{more}."

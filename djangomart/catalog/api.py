@@ -1,7 +1,7 @@
 from django.http import HttpRequest
-from ninja import Query, Router
+from ninja import P, PathEx, Query, Router
 
-from djangomart.api.schemas import ErrorOut
+from djangomart.api.schemas import error_responses
 from djangomart.catalog import selectors
 from djangomart.catalog.models import Category, Product
 from djangomart.catalog.schemas import (
@@ -11,18 +11,19 @@ from djangomart.catalog.schemas import (
     ProductListParams,
     ProductPageOut,
     ProductSummaryOut,
+    Slug,
     VariantOut,
 )
 
 router = Router(tags=["catalog"])
 
 
-@router.get("/categories", response=list[CategoryOut])
+@router.get("/categories", response={200: list[CategoryOut], **error_responses()})
 def category_list(request: HttpRequest) -> list[CategoryOut]:
     return [_category_out(c) for c in selectors.category_list()]
 
 
-@router.get("/products", response={200: ProductPageOut, 422: ErrorOut})
+@router.get("/products", response={200: ProductPageOut, **error_responses(422)})
 def product_list(request: HttpRequest, params: Query[ProductListParams]) -> ProductPageOut:
     products = selectors.product_list(
         category=params.category, q=params.q, ordering=params.ordering
@@ -36,8 +37,10 @@ def product_list(request: HttpRequest, params: Query[ProductListParams]) -> Prod
     )
 
 
-@router.get("/products/{slug}", response={200: ProductDetailOut, 404: ErrorOut})
-def product_detail(request: HttpRequest, slug: str) -> ProductDetailOut:
+@router.get("/products/{slug}", response={200: ProductDetailOut, **error_responses(404, 422)})
+def product_detail(
+    request: HttpRequest, slug: PathEx[Slug, P(example="classic-tee")]
+) -> ProductDetailOut:
     product = selectors.product_get(slug=slug)
     return ProductDetailOut(
         slug=product.slug,

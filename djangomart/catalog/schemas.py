@@ -2,6 +2,7 @@ from typing import Annotated
 
 from ninja import Field, Schema
 
+from djangomart.api.types import Text
 from djangomart.catalog.selectors import ProductOrdering
 
 Slug = Annotated[str, Field(pattern=r"^[-a-zA-Z0-9_]+$", max_length=200)]
@@ -61,7 +62,7 @@ class ProductDetailOut(Schema):
 
 class ProductListParams(Schema):
     category: Slug | None = Field(None, description="Category slug (includes subcategories).")
-    q: str | None = Field(None, min_length=1, max_length=100, description="Search text.")
+    q: Text | None = Field(None, min_length=1, max_length=100, description="Search text.")
     ordering: ProductOrdering = "name"
     page: int = Field(1, ge=1, le=10_000)
     page_size: int = Field(20, ge=1, le=100)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
-from djangomart.core.errors import generic_error_response
+from djangomart.core.errors import error_response, generic_error_response
 
 logger = logging.getLogger("djangomart.request")
 
@@ -69,3 +69,40 @@ class JsonErrorMiddleware:
                     replacement[header] = response[header]
             return replacement
         return response
+
+
+class NulGuardMiddleware:
+    """Refuses a request with a NUL character (U+0000) in its path, query string or headers
+    (cookies included) with a JSON 400, before anything reads them: PostgreSQL text cannot
+    hold NUL, so such a value reaching a query (a slug, a search term, a session key)
+    would be a database error, a 500. JSON bodies are checked by the API's string types
+    (djangomart/api/types.py), which name the field in a 422."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        location = _nul_location(request)
+        if location is not None:
+            message = "Must not contain NUL characters"
+            return error_response(
+                400,
+                "bad_request",
+                f"Invalid {location}: NUL characters are not allowed.",
+                details=[{"location": location, "message": message, "type": "nul_character"}],
+            )
+        return self.get_response(request)
+
+
+def _nul_location(request: HttpRequest) -> str | None:
+    if "\x00" in request.path_info or "\x00" in request.path:
+        return "path"
+    for name, values in request.GET.lists():
+        if "\x00" in name or any("\x00" in value for value in values):
+            return f"query.{name.replace(chr(0), '')}"
+    for key, value in request.META.items():
+        is_header = key.startswith("HTTP_") or key in ("CONTENT_TYPE", "CONTENT_LENGTH")
+        if is_header and isinstance(value, str) and "\x00" in value:
+            name = key.removeprefix("HTTP_").replace("_", "-").title()
+            return f"header.{name}"
+    return None

@@ -1,16 +1,34 @@
+from typing import Annotated
 from uuid import UUID
 
 from django.http import HttpRequest
-from ninja import HeaderEx, P, Router, Status
+from ninja import Field, HeaderEx, P, Router, Status
 
-from djangomart.api.schemas import ErrorOut
+from djangomart.api.schemas import error_responses
+from djangomart.api.types import NulFree
 from djangomart.orders.models import Order
 from djangomart.orders.ratelimit import sync_slot_take
 from djangomart.orders.schemas import CheckoutIn, CheckoutOut, OrderLineOut, OrderOut
 from djangomart.orders.selectors import order_get_for_client
 from djangomart.payments import checkout
+from djangomart.payments.checkout import GUEST_IDEMPOTENCY_KEY_MIN_LENGTH
 
 router = Router(tags=["orders"])
+
+# Printable ASCII, as HTTP headers carry it (and never a NUL, which PostgreSQL refuses).
+HEADER_TOKEN_PATTERN = r"^[\x21-\x7e]+$"  # noqa: S105 (a pattern, not a password)
+OrderToken = Annotated[str, NulFree]
+# The schema states a guest's minimum, which the service checks: a customer's may be shorter.
+IdempotencyKey = Annotated[
+    str, Field(json_schema_extra={"minLength": GUEST_IDEMPOTENCY_KEY_MIN_LENGTH})
+]
+IDEMPOTENCY_KEY_HELP = (
+    "Makes retries of this request return the same order and Checkout Session for 24 hours "
+    "(then the key starts a new order). A guest's key must have at least 16 characters and "
+    "is a secret: whoever sends it again gets the order with its access_token, so use a "
+    "random value (a UUID4). A logged-in customer's keys are their own (the same key from "
+    "another customer is another order) and may be shorter."
+)
 
 
 def order_out(order: Order) -> OrderOut:
@@ -85,13 +103,22 @@ SYNC_RESPONSES = {
 
 @router.post(
     "/checkout",
-    response={201: CheckoutOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut, 502: ErrorOut},
+    response={201: CheckoutOut, **error_responses(403, 404, 409, 422, 502)},
     openapi_extra={"responses": CHECKOUT_RESPONSES},
 )
 def checkout_create(
     request: HttpRequest,
     body: CheckoutIn,
-    idempotency_key: HeaderEx[str | None, P(alias="Idempotency-Key", max_length=255)] = None,
+    idempotency_key: HeaderEx[
+        IdempotencyKey | None,
+        P(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            pattern=HEADER_TOKEN_PATTERN,
+            description=IDEMPOTENCY_KEY_HELP,
+        ),
+    ] = None,
 ) -> Status[CheckoutOut]:
     """Creates an order from database prices and its Stripe Checkout Session. Send an
     `Idempotency-Key` header to make retries return the same order and session."""
@@ -114,11 +141,17 @@ def checkout_create(
     )
 
 
-@router.get("/orders/{order_id}", response={200: OrderOut, 404: ErrorOut})
+ORDER_TOKEN_HELP = "The guest's `access_token` from the checkout answer."  # noqa: S105
+
+
+@router.get("/orders/{order_id}", response={200: OrderOut, **error_responses(404, 422)})
 def order_detail(
     request: HttpRequest,
     order_id: UUID,
-    x_order_token: HeaderEx[str | None, P(alias="X-Order-Token", max_length=128)] = None,
+    x_order_token: HeaderEx[
+        OrderToken | None,
+        P(alias="X-Order-Token", max_length=128, description=ORDER_TOKEN_HELP),
+    ] = None,
 ) -> OrderOut:
     return order_out(
         order_get_for_client(order_id=order_id, token=x_order_token, user=request.user)
@@ -127,13 +160,16 @@ def order_detail(
 
 @router.post(
     "/orders/{order_id}/sync",
-    response={200: OrderOut, 404: ErrorOut, 409: ErrorOut, 502: ErrorOut},
+    response={200: OrderOut, **error_responses(403, 404, 409, 422, 502)},
     openapi_extra={"responses": SYNC_RESPONSES},
 )
 def order_sync(
     request: HttpRequest,
     order_id: UUID,
-    x_order_token: HeaderEx[str | None, P(alias="X-Order-Token", max_length=128)] = None,
+    x_order_token: HeaderEx[
+        OrderToken | None,
+        P(alias="X-Order-Token", max_length=128, description=ORDER_TOKEN_HELP),
+    ] = None,
 ) -> OrderOut:
     """Asks Stripe for the order's Checkout Session now and applies it with the function the
     webhook uses, for success pages that want an answer before the webhook arrives.

@@ -5,6 +5,7 @@ webhook handlers and the landing-page sync both call."""
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,8 +46,17 @@ class UnknownSku(DomainError):
 
 
 class InvalidCheckout(DomainError):
+    """A request the schema accepts but the shop refuses; `location` names the input in
+    `details`, as for every validation error."""
+
     status = 422
     code = "validation_error"
+
+    def __init__(
+        self, message: str, *, location: str = "body", kind: str = "value_error", **extra: Any
+    ) -> None:
+        details = [{"location": location, "message": message, "type": kind}]
+        super().__init__(message, details=details, **extra)
 
 
 class IdempotencyKeyReused(DomainError):
@@ -144,23 +154,65 @@ class CheckoutResult:
 
 MAX_QUANTITY = 100
 
+# Idempotency keys live as long as Stripe's: after 24 hours the same key is a new request.
+IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
+# A guest's key is the only proof of who sent the first request (its answer carries the
+# order's access_token), so it must be hard to guess.
+GUEST_IDEMPOTENCY_KEY_MIN_LENGTH = 16
+IDEMPOTENCY_KEY_LOCATION = "header.Idempotency-Key"
+
 
 def redirect_url_check(url: str, field: str) -> str:
     """success_url / cancel_url must point at a configured frontend host. URLs that
     browsers and urlsplit could read differently (user info, backslashes, control
-    characters) are refused outright."""
-    parts = urlsplit(url)
+    characters) are refused outright, as are URLs urlsplit cannot read."""
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number 0-65535)
+    except ValueError:
+        hostname = None
     if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
+        hostname is None
+        or parts.scheme not in ("http", "https")
         or "@" in parts.netloc
         or "\\" in url
         or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url)
     ):
-        raise InvalidCheckout(f"{field} must be an absolute http(s) URL.", field=field)
-    if parts.hostname.lower() not in settings.CHECKOUT_REDIRECT_HOSTS:
-        raise InvalidCheckout(f"{field} must be on an allowed host.", field=field)
+        raise InvalidCheckout(
+            f"{field} must be an absolute http(s) URL.", location=field, kind="url", field=field
+        )
+    if hostname.lower() not in settings.CHECKOUT_REDIRECT_HOSTS:
+        raise InvalidCheckout(
+            f"{field} must be on an allowed host.", location=field, kind="url_host", field=field
+        )
     return url
+
+
+def redirect_url_pattern() -> str:
+    """The URLs redirect_url_check accepts, as a regular expression for the OpenAPI schema
+    (a subset: it spells hosts in lowercase and ports in up to 4 digits)."""
+    hosts = "|".join(re.escape(host) for host in dict.fromkeys(settings.CHECKOUT_REDIRECT_HOSTS))
+    # After the host: printable ASCII without space or backslash.
+    return rf"^https?://(?:{hosts})(?::[0-9]{{1,4}})?(?:[/?#][!-\[\]-~]*)?$"
+
+
+def _idempotency_key_stored(idempotency_key: str | None, customer_id: int | None) -> str | None:
+    """What the order stores for the client's Idempotency-Key: a hash of the key within its
+    scope (the customer, or all guests), so that two customers' equal keys are two orders
+    and a guest's key, a secret, is never stored in clear. Raises InvalidCheckout for a
+    guest key that is too short to be a secret."""
+    if not idempotency_key:
+        return None
+    if customer_id is None and len(idempotency_key) < GUEST_IDEMPOTENCY_KEY_MIN_LENGTH:
+        raise InvalidCheckout(
+            f"A guest's Idempotency-Key must have at least {GUEST_IDEMPOTENCY_KEY_MIN_LENGTH} "
+            "characters (use a random value such as a UUID4).",
+            location=IDEMPOTENCY_KEY_LOCATION,
+            kind="string_too_short",
+        )
+    scope = "guest" if customer_id is None else f"customer:{customer_id}"
+    return hashlib.sha256(f"{scope}:{idempotency_key}".encode()).hexdigest()
 
 
 def _fingerprint(
@@ -188,14 +240,22 @@ def checkout_create(
     """Creates (or, for a repeated Idempotency-Key, finds) the order and its Checkout
     Session. Raises OutOfStock, UnknownSku, InvalidCheckout, IdempotencyKeyReused or
     PaymentProviderUnavailable (after canceling the order)."""
-    success_url = redirect_url_check(success_url or settings.CHECKOUT_SUCCESS_URL, "success_url")
-    cancel_url = redirect_url_check(cancel_url or settings.CHECKOUT_CANCEL_URL, "cancel_url")
+    idempotency_key = _idempotency_key_stored(idempotency_key, customer_id)
+    # Only an absent URL means the default: an empty one is a bad one.
+    success_url = redirect_url_check(
+        settings.CHECKOUT_SUCCESS_URL if success_url is None else success_url, "success_url"
+    )
+    cancel_url = redirect_url_check(
+        settings.CHECKOUT_CANCEL_URL if cancel_url is None else cancel_url, "cancel_url"
+    )
     merged: dict[str, int] = {}
     for line in lines:
         merged[line.sku] = merged.get(line.sku, 0) + line.quantity
     for sku, quantity in merged.items():
         if quantity > MAX_QUANTITY:
-            raise InvalidCheckout(f"At most {MAX_QUANTITY} of {sku} per order.", sku=sku)
+            raise InvalidCheckout(
+                f"At most {MAX_QUANTITY} of {sku} per order.", location="lines", sku=sku
+            )
     wanted = [LineWanted(sku, quantity) for sku, quantity in merged.items()]
     fingerprint = _fingerprint(email, wanted, success_url, cancel_url, customer_id)
     order = _existing_for_key(idempotency_key, fingerprint)
@@ -219,10 +279,22 @@ def checkout_create(
 
 
 def _existing_for_key(idempotency_key: str | None, fingerprint: str) -> Order | None:
+    """The order of a stored (scoped, hashed) key younger than IDEMPOTENCY_KEY_TTL.
+    Raises IdempotencyKeyReused when the key came with another request body."""
     if not idempotency_key:
         return None
     order = Order.objects.filter(idempotency_key=idempotency_key).first()
-    if order is not None and order.request_fingerprint != fingerprint:
+    if order is None:
+        return None
+    if order.created_at <= timezone.now() - IDEMPOTENCY_KEY_TTL:
+        # Expired: the old order lets go of the key (the column is unique) so that the
+        # request starts a new order. A concurrent request doing the same meets the
+        # new order through checkout_create's IntegrityError path.
+        Order.objects.filter(pk=order.pk, idempotency_key=idempotency_key).update(
+            idempotency_key=None
+        )
+        return None
+    if order.request_fingerprint != fingerprint:
         raise IdempotencyKeyReused()
     return order
 

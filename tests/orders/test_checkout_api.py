@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
@@ -329,8 +330,8 @@ def test_a_redirect_url_off_the_allowed_hosts_is_refused_with_422(
 def test_a_retry_with_the_same_idempotency_key_returns_the_same_order_and_session(
     goods: None, sandbox: SandboxServer, client: Client
 ) -> None:
-    first = checkout_post(client, HTTP_IDEMPOTENCY_KEY="retry-me-1")
-    again = checkout_post(client, HTTP_IDEMPOTENCY_KEY="retry-me-1")
+    first = checkout_post(client, HTTP_IDEMPOTENCY_KEY="retry-me-1-0123456789abcdef")
+    again = checkout_post(client, HTTP_IDEMPOTENCY_KEY="retry-me-1-0123456789abcdef")
     assert (first.status_code, again.status_code) == (201, 201)
     assert again.json() == first.json()
     assert Order.objects.count() == 1
@@ -341,16 +342,19 @@ def test_a_retry_with_the_same_idempotency_key_reserves_the_stock_once(
     goods: None, sandbox: SandboxServer, client: Client
 ) -> None:
     for _ in range(3):
-        assert checkout_post(client, HTTP_IDEMPOTENCY_KEY="retry-me-2").status_code == 201
+        assert (
+            checkout_post(client, HTTP_IDEMPOTENCY_KEY="retry-me-2-0123456789abcdef").status_code
+            == 201
+        )
     assert stock("TEE-M") == 10 - 2
 
 
 def test_the_same_idempotency_key_with_another_body_is_refused_with_409(
     goods: None, sandbox: SandboxServer, client: Client
 ) -> None:
-    first = checkout_post(client, HTTP_IDEMPOTENCY_KEY="reused")
+    first = checkout_post(client, HTTP_IDEMPOTENCY_KEY="reused-0123456789abcdef")
     other = checkout_body(lines=[{"sku": "TEE-M", "quantity": 3}])
-    response = checkout_post(client, other, HTTP_IDEMPOTENCY_KEY="reused")
+    response = checkout_post(client, other, HTTP_IDEMPOTENCY_KEY="reused-0123456789abcdef")
     assert (response.status_code, response.json()["code"]) == (409, "idempotency_key_reused")
     assert [(str(o.id), o.total) for o in Order.objects.all()] == [
         (first.json()["order"]["id"], 4000)
@@ -378,7 +382,7 @@ def test_concurrent_requests_with_the_same_idempotency_key_create_exactly_one_or
     def attempt() -> Any:
         try:
             barrier.wait(10)
-            return checkout_post(Client(), HTTP_IDEMPOTENCY_KEY="double-click")
+            return checkout_post(Client(), HTTP_IDEMPOTENCY_KEY="double-click-0123456789abcdef")
         finally:
             connection.close()
 
@@ -425,10 +429,10 @@ def test_a_retry_after_stripe_failed_returns_the_same_canceled_order_and_no_seco
 ) -> None:
     settings.STRIPE_API_BASE = f"http://127.0.0.1:{closed_port()}"
     gateway.client_reset()
-    first = checkout_post(client, HTTP_IDEMPOTENCY_KEY="flaky-network")
+    first = checkout_post(client, HTTP_IDEMPOTENCY_KEY="flaky-network-0123456789abcdef")
     settings.STRIPE_API_BASE = sandbox.url
     gateway.client_reset()
-    again = checkout_post(client, HTTP_IDEMPOTENCY_KEY="flaky-network")
+    again = checkout_post(client, HTTP_IDEMPOTENCY_KEY="flaky-network-0123456789abcdef")
     assert (first.status_code, again.status_code) == (502, 502)
     assert again.json()["id"] == first.json()["id"]
     assert Order.objects.get().status == "canceled"
@@ -511,12 +515,12 @@ def test_a_session_answer_lost_on_the_network_is_retried_with_identical_paramete
 def test_a_checkout_retried_after_the_session_was_created_but_not_stored_gets_that_session(
     goods: None, sandbox: SandboxServer, client: Client
 ) -> None:
-    first = checkout_post(client, HTTP_IDEMPOTENCY_KEY="crash-after-stripe").json()
+    first = checkout_post(client, HTTP_IDEMPOTENCY_KEY="crash-after-stripe-0123456789abcdef").json()
     # As if the web process died after Stripe answered and before the session id was
     # stored: the order is pending without a session.
     Order.objects.update(stripe_checkout_session_id=None, checkout_url="")
     time.sleep(1.1)  # a recomputed expires_at would now differ from the first request's
-    again = checkout_post(client, HTTP_IDEMPOTENCY_KEY="crash-after-stripe")
+    again = checkout_post(client, HTTP_IDEMPOTENCY_KEY="crash-after-stripe-0123456789abcdef")
     assert again.status_code == 201, again.content
     assert again.json()["checkout_session_id"] == first["checkout_session_id"]
     assert len(sessions_on_stripe(sandbox)) == 1
@@ -536,7 +540,7 @@ def test_a_checkout_whose_stripe_call_fails_after_a_retry_got_the_session_answer
 ) -> None:
     """Two requests with one Idempotency-Key: the first got the session, the second's own
     Stripe call failed. The second must answer with the session, not cancel the order."""
-    first = checkout_post(client, HTTP_IDEMPOTENCY_KEY="race-1")
+    first = checkout_post(client, HTTP_IDEMPOTENCY_KEY="race-1-0123456789abcdef")
     assert first.status_code == 201
     order = Order.objects.get()
     # The second request read the order before the first saved its session...
@@ -551,3 +555,96 @@ def test_a_checkout_whose_stripe_call_fails_after_a_retry_got_the_session_answer
     assert result.checkout_session_id == first.json()["checkout_session_id"]
     assert order.status == "pending"
     assert stock("TEE-M") == 8
+
+
+# -- Idempotency-Key: scope, length, lifetime -----------------------------------------
+
+
+def logged_in_client(username: str) -> Client:
+    client = Client()
+    client.force_login(User.objects.create_user(username, f"{username}@example.com", "pw-x"))
+    return client
+
+
+def test_the_same_idempotency_key_from_two_customers_makes_two_orders(
+    goods: None, sandbox: SandboxServer
+) -> None:
+    key = "shared-key-0123456789abcdef"
+    ada = checkout_post(logged_in_client("ada"), HTTP_IDEMPOTENCY_KEY=key)
+    bob = checkout_post(logged_in_client("bob"), HTTP_IDEMPOTENCY_KEY=key)
+    assert (ada.status_code, bob.status_code) == (201, 201), (ada.content, bob.content)
+    assert ada.json()["order"]["id"] != bob.json()["order"]["id"]
+    assert Order.objects.count() == 2
+    assert stock("TEE-M") == 10 - 4
+
+
+def test_a_customers_idempotency_key_does_not_reach_a_guests_order(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    key = "shared-key-0123456789abcdef"
+    guest = checkout_post(client, HTTP_IDEMPOTENCY_KEY=key).json()
+    ada = checkout_post(logged_in_client("ada"), HTTP_IDEMPOTENCY_KEY=key).json()
+    assert guest["order"]["id"] != ada["order"]["id"]
+    assert ada["access_token"] != guest["access_token"]
+
+
+def test_a_customer_retrying_with_their_key_gets_their_order(
+    goods: None, sandbox: SandboxServer
+) -> None:
+    ada = logged_in_client("ada")
+    first = checkout_post(ada, HTTP_IDEMPOTENCY_KEY="short-key")
+    again = checkout_post(ada, HTTP_IDEMPOTENCY_KEY="short-key")
+    assert (first.status_code, again.status_code) == (201, 201), again.content
+    assert first.json() == again.json()
+    assert Order.objects.count() == 1
+
+
+@pytest.mark.parametrize("key", ["short", "fifteen-chars-x"])
+def test_a_guest_idempotency_key_shorter_than_16_characters_is_refused_with_422(
+    goods: None, sandbox: SandboxServer, client: Client, key: str
+) -> None:
+    response = checkout_post(client, HTTP_IDEMPOTENCY_KEY=key)
+    assert (response.status_code, response.json()["code"]) == (422, "validation_error")
+    assert [d["location"] for d in response.json()["details"]] == ["header.Idempotency-Key"]
+    assert "16" in response.json()["message"]
+    assert not Order.objects.exists()
+    assert stock("TEE-M") == 10
+
+
+def test_a_guest_idempotency_key_of_16_characters_is_accepted(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    assert checkout_post(client, HTTP_IDEMPOTENCY_KEY="x" * 16).status_code == 201
+
+
+def test_the_idempotency_key_is_not_stored_in_clear(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    key = "a-secret-key-0123456789abcdef"
+    checkout_post(client, HTTP_IDEMPOTENCY_KEY=key)
+    assert key not in (Order.objects.get().idempotency_key or "")
+
+
+def test_an_idempotency_key_older_than_24_hours_starts_a_new_order(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    key = "daily-key-0123456789abcdef"
+    first = checkout_post(client, HTTP_IDEMPOTENCY_KEY=key).json()
+    Order.objects.update(created_at=timezone.now() - timedelta(hours=24, seconds=1))
+    again = checkout_post(client, HTTP_IDEMPOTENCY_KEY=key)
+    assert again.status_code == 201, again.content
+    assert again.json()["order"]["id"] != first["order"]["id"]
+    assert Order.objects.count() == 2
+    # ... and the new order is what the key finds from now on.
+    third = checkout_post(client, HTTP_IDEMPOTENCY_KEY=key).json()
+    assert third["order"]["id"] == again.json()["order"]["id"]
+
+
+def test_an_idempotency_key_younger_than_24_hours_still_finds_its_order(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    key = "daily-key-0123456789abcdef"
+    first = checkout_post(client, HTTP_IDEMPOTENCY_KEY=key).json()
+    Order.objects.update(created_at=timezone.now() - timedelta(hours=23, minutes=59))
+    again = checkout_post(client, HTTP_IDEMPOTENCY_KEY=key).json()
+    assert again["order"]["id"] == first["order"]["id"]
