@@ -266,3 +266,16 @@ def test_applying_a_session_that_is_not_the_orders_own_changes_nothing_but_the_f
     assert untouched(order) == ("pending", "unpaid", 0, 0)
     assert order.attention_reasons == ["foreign_session"]
     assert not Payment.objects.exists()
+
+
+# --- A repeated flag writes nothing (section 4) ---
+
+
+def test_a_sync_that_repeats_a_known_flag_writes_nothing() -> None:
+    order = order_build()
+    stranger = foreign_session(order)
+    for _ in range(3):
+        with transaction.atomic():
+            locked = orders_lock([order.pk])[order.pk]
+            checkout_session_apply(locked, stranger)
+    assert order.events.filter(kind=OrderEvent.Kind.FLAGGED).count() == 1
