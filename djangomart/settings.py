@@ -103,6 +103,8 @@ if not 30 <= CHECKOUT_EXPIRY_MINUTES <= 1440:
     )
 # Processing attempts before an event is `dead` and waits for a human.
 STRIPE_EVENT_MAX_ATTEMPTS: int = env.int("STRIPE_EVENT_MAX_ATTEMPTS", default=8)
+# Pending orders the reconciliation job looks at per run (each has its own next check).
+RECONCILE_BATCH_SIZE: int = env.int("RECONCILE_BATCH_SIZE", default=200)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

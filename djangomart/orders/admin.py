@@ -82,6 +82,8 @@ class OrderAdmin(admin.ModelAdmin[Order]):
         "created_at",
         "updated_at",
         "related_stripe_events",
+        "reconcile_next_at",
+        "reconcile_attempts",
     ]
     exclude = [
         "access_token",

@@ -74,6 +74,10 @@ class Order(models.Model):
     request_fingerprint = models.CharField(max_length=64, blank=True)
     stock_released = models.BooleanField(default=False)
     last_synced_at = models.DateTimeField(null=True, blank=True)
+    # Reconciliation (payments.reconcile): when to look at this pending order next, and
+    # how many times it was looked at (the backoff). Null: at expires_at + grace.
+    reconcile_next_at = models.DateTimeField(null=True, blank=True)
+    reconcile_attempts = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -86,6 +90,11 @@ class Order(models.Model):
                 condition=Q(needs_attention=True),
             ),
             models.Index(fields=["status", "expires_at"], name="order_status_expires"),
+            models.Index(
+                fields=["reconcile_next_at"],
+                name="order_reconcile_next",
+                condition=Q(status="pending"),
+            ),
         ]
         constraints = [
             models.CheckConstraint(

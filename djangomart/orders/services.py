@@ -10,7 +10,16 @@ from djangomart.orders.models import Order, OrderEvent
 
 
 def order_flag(order: Order, reason: str, *, stripe_event_id: str = "", message: str = "") -> None:
-    """Marks the order as needing a human, with a stable reason code."""
+    """Marks the order as needing a human, with a stable reason code. A flag already
+    raised is not written again by a sync or reconciliation (no Stripe event), nor by
+    the same Stripe event twice: repeating a known fact writes nothing."""
+    if reason in order.attention_reasons and (
+        not stripe_event_id
+        or order.events.filter(
+            kind=OrderEvent.Kind.FLAGGED, stripe_event_id=stripe_event_id, data__reason=reason
+        ).exists()
+    ):
+        return
     if reason not in order.attention_reasons:
         order.attention_reasons = [*order.attention_reasons, reason]
     order.needs_attention = True

@@ -24,7 +24,7 @@ from djangomart.orders import transitions
 from djangomart.orders.locks import orders_lock, variants_lock
 from djangomart.orders.models import Order, OrderEvent, OrderLine
 from djangomart.orders.services import order_flag, order_note
-from djangomart.payments import facts, gateway
+from djangomart.payments import facts, gateway, ownership
 
 logger = logging.getLogger(__name__)
 
@@ -454,12 +454,23 @@ def checkout_session_apply(
     order: Order, session: dict[str, Any], *, stripe_event_id: str = ""
 ) -> None:
     """Brings a (locked) order in line with what its Checkout Session says now. Without a
-    Stripe event (the sync), applying what is already known writes nothing."""
+    Stripe event (the sync), applying what is already known writes nothing.
+
+    Only the order's own session is applied (payments.ownership): any other one, even
+    carrying the order's id, only flags the order `foreign_session` for staff.
+    """
+    if not ownership.session_is_own(order, session):
+        order_flag(
+            order,
+            "foreign_session",
+            stripe_event_id=stripe_event_id,
+            message=f"Checkout Session {session.get('id')} is not this order's own session; "
+            "not applied.",
+        )
+        return
     raw_intent = session.get("payment_intent")
     intent_id = raw_intent if isinstance(raw_intent, str) and raw_intent else None
-    if order.stripe_checkout_session_id is None and isinstance(session.get("id"), str):
-        order.stripe_checkout_session_id = session["id"]
-        order.save(update_fields=["stripe_checkout_session_id", "updated_at"])
+    facts.session_link(order, session.get("id"))
     status, payment_status = session.get("status"), session.get("payment_status")
     if status == "complete" and payment_status == "paid":
         if intent_id is None:
@@ -480,6 +491,7 @@ def checkout_session_apply(
     elif status == "complete" and payment_status == "unpaid":
         facts.payment_processing(order, intent_id=intent_id, stripe_event_id=stripe_event_id)
     elif status == "expired" and (stripe_event_id or order.is_pending()):
+        facts.payment_intent_adopt(order, intent_id)
         transitions.apply(order, Order.Status.EXPIRED, stripe_event_id=stripe_event_id)
     # An open session: the customer is still paying; nothing to apply.
 

@@ -15,15 +15,36 @@ PaymentStatus = Order.PaymentStatus
 def _payment(order: Order, intent_id: str) -> Payment | None:
     """The order's Payment row for a PaymentIntent, created on first sight; None when
     that PaymentIntent already belongs to another order (the caller flags it)."""
-    payment, _ = Payment.objects.get_or_create(
+    payment, created = Payment.objects.get_or_create(
         stripe_payment_intent_id=intent_id, defaults={"order": order}
     )
     if payment.order_id != order.pk:
         return None
+    if created:
+        # The PaymentIntent is now known to be the order's own: its events that came
+        # before the session's were left waiting (inbox._process); queue them again.
+        from djangomart.payments.inbox import stripe_events_waiting_requeue
+
+        stripe_events_waiting_requeue(order_id=order.pk, intent_id=intent_id)
     if order.stripe_payment_intent_id is None:
         order.stripe_payment_intent_id = intent_id
         order.save(update_fields=["stripe_payment_intent_id", "updated_at"])
     return payment
+
+
+def session_link(order: Order, session_id: object) -> None:
+    """Stores the session id on an order that died before storing it (the crash window;
+    the caller checked that the session is the order's own)."""
+    if order.stripe_checkout_session_id is None and isinstance(session_id, str) and session_id:
+        order.stripe_checkout_session_id = session_id
+        order.save(update_fields=["stripe_checkout_session_id", "updated_at"])
+
+
+def payment_intent_adopt(order: Order, intent_id: str | None) -> None:
+    """The order's own session names `intent_id`: record it as the order's (a Payment
+    row), so that its events are recognised as the order's own."""
+    if intent_id:
+        _payment(order, intent_id)
 
 
 def order_money_refresh(order: Order) -> None:
@@ -147,10 +168,13 @@ def payment_async_failed(order: Order, *, intent_id: str | None, stripe_event_id
 
 
 def payment_attempt_failed(
-    order: Order, *, intent_id: str, error: dict[str, object], stripe_event_id: str
+    order: Order, *, intent_id: str, error: dict[str, object], stripe_event_id: str, own: bool
 ) -> None:
-    """A declined card during Checkout: the customer may try again, so nothing ends."""
-    _payment(order, intent_id)
+    """A declined card during Checkout: the customer may try again, so nothing ends. A
+    PaymentIntent not (yet) known to be the order's own (`own`) gets no Payment row: only
+    the order's own session can make it the order's."""
+    if own:
+        _payment(order, intent_id)
     order_note(
         order,
         OrderEvent.Kind.PAYMENT_ATTEMPT_FAILED,
@@ -158,4 +182,5 @@ def payment_attempt_failed(
         stripe_event_id=stripe_event_id,
         code=error.get("code"),
         decline_code=error.get("decline_code"),
+        payment_intent=intent_id,
     )

@@ -1,11 +1,12 @@
 """One small function per Stripe event type. Each gets the event and its order, already
-locked by inbox.py, writes rows, and neither commits nor calls Stripe."""
+locked by inbox.py and checked to be about the order's own session or PaymentIntent
+(payments.ownership), writes rows, and neither commits nor calls Stripe."""
 
 from collections.abc import Callable
 from typing import Any
 
 from djangomart.orders.models import Order
-from djangomart.payments import facts
+from djangomart.payments import facts, ownership
 from djangomart.payments.checkout import checkout_session_apply
 from djangomart.payments.models import StripeEvent
 
@@ -21,6 +22,7 @@ def on_checkout_session(event: StripeEvent, order: Order) -> None:
 
 def on_async_payment_failed(event: StripeEvent, order: Order) -> None:
     session = event.data_object
+    facts.session_link(order, session.get("id"))  # the inbox checked it is the order's own
     facts.payment_async_failed(
         order, intent_id=_str(session.get("payment_intent")), stripe_event_id=event.id
     )
@@ -45,6 +47,7 @@ def on_payment_intent_payment_failed(event: StripeEvent, order: Order) -> None:
         intent_id=str(intent["id"]),
         error=error if isinstance(error, dict) else {},
         stripe_event_id=event.id,
+        own=ownership.intent_is_own(order, intent["id"]),
     )
 
 

@@ -23,6 +23,8 @@ from django.utils import timezone
 
 from djangomart.orders.locks import orders_lock
 from djangomart.orders.models import Order
+from djangomart.orders.services import order_flag
+from djangomart.payments import ownership
 from djangomart.payments.handlers import HANDLERS
 from djangomart.payments.models import Payment, StripeEvent
 
@@ -100,28 +102,29 @@ def event_store(event: dict[str, Any], payload: bytes) -> bool:
 
 
 def order_match(event: StripeEvent) -> uuid.UUID | None:
-    """The order an event is about: metadata.order_id first (we put it on the session and
-    the payment intent), then the session id, then the payment intent id."""
-    obj = event.data_object
-    metadata = obj.get("metadata")
+    """The order an event claims to be about, to be locked and then checked for
+    ownership (payments.ownership): the order holding its session id or its payment
+    intent, else the one its metadata.order_id names (a session from the crash window, a
+    PaymentIntent ahead of its session, or someone else's object)."""
+    if event.data_object.get("object") == "checkout.session" and event.checkout_session_id:
+        found = Order.objects.filter(stripe_checkout_session_id=event.checkout_session_id)
+        if (pk := found.values_list("pk", flat=True).first()) is not None:
+            return pk
+    elif event.payment_intent_id:
+        payment = Payment.objects.filter(stripe_payment_intent_id=event.payment_intent_id).first()
+        if payment is not None:
+            return payment.order_id
+        found = Order.objects.filter(stripe_payment_intent_id=event.payment_intent_id)
+        if (pk := found.values_list("pk", flat=True).first()) is not None:
+            return pk
+    metadata = event.data_object.get("metadata")
     if isinstance(metadata, dict) and isinstance(metadata.get("order_id"), str):
         try:
             order_id = uuid.UUID(metadata["order_id"])
         except ValueError:
-            order_id = None
-        if order_id is not None and Order.objects.filter(pk=order_id).exists():
+            return None
+        if Order.objects.filter(pk=order_id).exists():
             return order_id
-    if event.checkout_session_id:
-        found = Order.objects.filter(stripe_checkout_session_id=event.checkout_session_id)
-        if (pk := found.values_list("pk", flat=True).first()) is not None:
-            return pk
-    if event.payment_intent_id:
-        found = Order.objects.filter(stripe_payment_intent_id=event.payment_intent_id)
-        if (pk := found.values_list("pk", flat=True).first()) is not None:
-            return pk
-        payment = Payment.objects.filter(stripe_payment_intent_id=event.payment_intent_id).first()
-        if payment is not None:
-            return payment.order_id
     return None
 
 
@@ -151,6 +154,12 @@ def _claim(event_id: str) -> None:
                        [f"stripe_event:{event_id}"])  # fmt: skip
 
 
+# A declined attempt moves neither money nor the lifecycle: it reaches the timeline at
+# once, even while its PaymentIntent is not yet known to be the order's own (Stripe
+# sends it while the customer is still on the payment page, before any session event
+# names the PaymentIntent). Its handler records no Payment row for an unknown one.
+ATTEMPT_TYPES = frozenset({"payment_intent.payment_failed"})
+
 # The worker owns these columns; delivery_count belongs to the ingest, which may count
 # a repeated delivery while the worker runs.
 _WORKER_FIELDS = ["status", "attempts", "order", "processed_at", "last_error", "last_traceback",
@@ -169,13 +178,39 @@ def _process(event_id: str) -> str:
     handler = HANDLERS.get(event.type)
     if handler is None:
         return _finish(event, Status.IGNORED)
+    not_ours = ownership.event_not_ours(event.payload)
+    if not_ours is not None:
+        logger.warning("stripe event is not ours", extra={"event_id": event.id, "why": not_ours})
+        return _finish(event, Status.UNMATCHED, error=not_ours)
     order_id = order_match(event)
     if order_id is None:
         logger.warning("stripe event matches no order", extra={"event_id": event.id})
         return _finish(event, Status.UNMATCHED, error="No order matches this event.")
     order = orders_lock([order_id])[order_id]
+    # Ownership is decided under the order's lock: checkout may be storing the session
+    # id, or another event recording the PaymentIntent, right now.
+    obj = event.data_object
+    event.order = order  # linked even when not applied, so staff see it on the order
+    if obj.get("object") == "checkout.session":
+        if not ownership.session_is_own(order, obj):
+            error = (
+                f"Checkout Session {obj.get('id')} is not this order's own session; not applied."
+            )
+            order_flag(order, "foreign_session", stripe_event_id=event.id, message=error)
+            return _finish(event, Status.UNMATCHED, error=error)
+    elif event.type not in ATTEMPT_TYPES and not ownership.intent_is_own(order, obj.get("id")):
+        # Maybe a PaymentIntent ahead of its session's event (Stripe sends them in any
+        # order), maybe someone else's: nothing proves which yet. When the order's own
+        # session names it, facts._payment queues this event again.
+        return _finish(
+            event,
+            Status.UNMATCHED,
+            error=(
+                f"Waiting: PaymentIntent {obj.get('id')} is not known to be this order's own "
+                "yet; processed again when the order's Checkout Session names it."
+            ),
+        )
     handler(event, order)
-    event.order = order
     return _finish(event, Status.PROCESSED)
 
 
@@ -222,6 +257,26 @@ def stripe_event_replay(*, event_id: str) -> None:
         )
         if updated:
             _defer_unless_queued(event_id)
+
+
+def stripe_events_waiting_requeue(*, order_id: uuid.UUID, intent_id: str) -> int:
+    """Queues again the events about `intent_id` that waited for the order's own session
+    to name it (see _process). Inside the transaction that holds the order's lock, so no
+    such event can be marked waiting after this looked."""
+    ids = list(
+        StripeEvent.objects.filter(
+            status=Status.UNMATCHED, order_id=order_id, object_id=intent_id
+        ).values_list("pk", flat=True)
+    )
+    if not ids:
+        return 0
+    StripeEvent.objects.filter(pk__in=ids).update(
+        status=Status.RECEIVED, attempts=0, last_error="", processed_at=None,
+        updated_at=timezone.now(),
+    )  # fmt: skip
+    for event_id in ids:
+        _defer_unless_queued(event_id)
+    return len(ids)
 
 
 # A failed event's retry job waits at most 2**attempts seconds; one untouched for much

@@ -31,10 +31,12 @@ def order_build(
     quantity: int = 2,
     session_id: str | None = None,
     with_session: bool = True,
+    intent_id: str | None = None,
 ) -> Order:
     """A pending order for `quantity` units of `sku`, with its stock reserved, as
     checkout leaves it once its Checkout Session exists (unless `with_session` is
-    false)."""
+    false). With `intent_id`, its own session already named that PaymentIntent (so
+    events about it are the order's own)."""
     variant = Variant.objects.select_related("product").get(sku=sku)
     total = variant.price * quantity
     order = Order.objects.create(
@@ -46,6 +48,7 @@ def order_build(
         success_url="http://localhost:3000/checkout/success",
         cancel_url="http://localhost:3000/checkout/cancel",
         stripe_checkout_session_id=(session_id or new_session_id()) if with_session else None,
+        stripe_payment_intent_id=intent_id,
     )
     OrderLine.objects.create(
         order=order,

@@ -28,10 +28,18 @@ def deliver(client: Client, event_type: str, obj: dict[str, Any]) -> StripeEvent
     return StripeEvent.objects.get(pk=event_id)
 
 
+def own_intent(order: Order, **overrides: Any) -> dict[str, Any]:
+    """A PaymentIntent the order's own session already named (so it is the order's)."""
+    intent_id = new_intent_id()
+    Order.objects.filter(pk=order.pk).update(stripe_payment_intent_id=intent_id)
+    order.stripe_payment_intent_id = intent_id
+    return intent_object(order, intent_id, **overrides)
+
+
 def underpaid(order: Order, event_type: str) -> dict[str, Any]:
     """A success event for `order` that carries 100 less than its total."""
     if event_type == "payment_intent.succeeded":
-        return intent_object(order, new_intent_id(), amount_received=order.total - 100)
+        return own_intent(order, amount_received=order.total - 100)
     return session_object(order, amount_total=order.total - 100)
 
 
@@ -79,7 +87,7 @@ def test_a_payment_in_another_currency_is_flagged_currency_mismatch_and_not_paid
 ) -> None:
     order = order_build()
     obj = (
-        intent_object(order, new_intent_id(), currency="eur")
+        own_intent(order, currency="eur")
         if event_type == "payment_intent.succeeded"
         else session_object(order, currency="eur")
     )
@@ -221,9 +229,15 @@ def test_an_overpayment_is_not_reported_as_paid(client: Client) -> None:
 def test_a_second_successful_payment_for_one_order_is_flagged_duplicate_payment(
     client: Client,
 ) -> None:
+    # Contrived: the order's own session names one PaymentIntent, then another one.
     order = order_build()
-    deliver(client, "payment_intent.succeeded", intent_object(order, new_intent_id()))
-    deliver(client, "payment_intent.succeeded", intent_object(order, new_intent_id()))
+    first, second = new_intent_id(), new_intent_id()
+    deliver(client, "checkout.session.completed", session_object(order, payment_intent=first))
+    deliver(
+        client,
+        "checkout.session.async_payment_succeeded",
+        session_object(order, payment_intent=second),
+    )
     order.refresh_from_db()
     assert order.status == "paid"
     assert order.amount_paid == 2 * order.total
@@ -249,7 +263,7 @@ def test_a_paid_session_naming_no_payment_intent_is_flagged_not_paid(client: Cli
 def test_a_payment_intent_of_another_order_is_flagged_and_not_counted(client: Client) -> None:
     first, second = order_build(), order_build()
     intent_id = new_intent_id()
-    deliver(client, "payment_intent.succeeded", intent_object(first, intent_id))
+    deliver(client, "checkout.session.completed", session_object(first, payment_intent=intent_id))
     deliver(client, "checkout.session.completed", session_object(second, payment_intent=intent_id))
     second.refresh_from_db()
     assert (second.status, second.amount_paid) == ("pending", 0)

@@ -46,26 +46,30 @@ def store(client: Client, event_type: str, obj: dict[str, Any]) -> str:
 
 
 def session_with_bad_amount(order: Order) -> dict[str, Any]:
-    """A paid session whose amount is not a number: its handler first links the session
-    to the order, then raises ValueError."""
-    return session_object(order, id=new_session_id(), amount_total="abc")
+    """The order's own paid session whose amount is not a number: its handler raises
+    ValueError."""
+    return session_object(order, amount_total="abc")
 
 
-def intent_without_id(order: Order) -> dict[str, Any]:
-    """A succeeded payment intent with no id: its handler raises KeyError."""
-    obj = intent_object(order, new_intent_id())
-    del obj["id"]
-    return obj
+def intent_with_bad_amount(order: Order) -> dict[str, Any]:
+    """The order's own succeeded PaymentIntent whose amount is not a number: its handler
+    raises ValueError."""
+    assert order.stripe_payment_intent_id
+    return intent_object(order, order.stripe_payment_intent_id, amount_received="abc")
 
 
 FAILING = [
-    pytest.param("checkout.session.completed", session_with_bad_amount, ValueError, id="amount"),
-    pytest.param("payment_intent.succeeded", intent_without_id, KeyError, id="no id"),
+    pytest.param("checkout.session.completed", session_with_bad_amount, ValueError, id="session"),
+    pytest.param("payment_intent.succeeded", intent_with_bad_amount, ValueError, id="intent"),
 ]
 
 
+def failing_order() -> Order:
+    return order_build(intent_id=new_intent_id())
+
+
 def failing_event(client: Client) -> tuple[Order, str]:
-    order = order_build(with_session=False)
+    order = failing_order()
     return order, store(client, "checkout.session.completed", session_with_bad_amount(order))
 
 
@@ -80,7 +84,7 @@ def fail(event_id: str, times: int) -> None:
 def test_a_handler_that_raises_leaves_the_event_failed_with_its_error_and_traceback(
     client: Client, event_type: str, make_object: Any, error: type[Exception]
 ) -> None:
-    order = order_build(with_session=False)
+    order = failing_order()
     event_id = store(client, event_type, make_object(order))
     with pytest.raises(error):
         stripe_event_process(event_id=event_id)
@@ -101,7 +105,7 @@ def test_a_handler_that_raises_leaves_the_event_failed_with_its_error_and_traceb
 def test_a_handler_that_raises_rolls_back_every_write_it_made(
     client: Client, event_type: str, make_object: Any, error: type[Exception]
 ) -> None:
-    order = order_build(with_session=False)
+    order = failing_order()
     before = Order.objects.values().get(pk=order.pk)
     timeline = list(OrderEvent.objects.filter(order=order).values_list("pk", flat=True))
     event_id = store(client, event_type, make_object(order))

@@ -40,9 +40,10 @@ def deliver(client: Client, event_type: str, obj: dict[str, Any], *, times: int 
 
 
 def paid_order(client: Client) -> tuple[Order, StripeEvent, StripeEvent]:
-    """An order paid through a payment_intent.succeeded then a checkout.session.completed."""
-    order = order_build()
+    """An order paid through a payment_intent.succeeded then a checkout.session.completed
+    (its own session already named the PaymentIntent, so both events are the order's)."""
     intent_id = new_intent_id()
+    order = order_build(intent_id=intent_id)
     intent = deliver(client, "payment_intent.succeeded", intent_object(order, intent_id))
     session = deliver(
         client, "checkout.session.completed", session_object(order, payment_intent=intent_id)
@@ -55,7 +56,7 @@ def failed_event(client: Client, settings: Any, *, times: int = 1) -> StripeEven
     """An event whose handler raises; with one attempt allowed it is `dead` at once
     (and processing returns instead of raising)."""
     settings.STRIPE_EVENT_MAX_ATTEMPTS = 1
-    order = order_build(with_session=False)
+    order = order_build()  # its own session, whose amount is not a number
     return deliver(
         client, "checkout.session.completed", session_object(order, amount_total="abc"), times=times
     )

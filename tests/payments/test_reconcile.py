@@ -81,3 +81,20 @@ def test_an_overdue_order_paid_at_stripe_is_paid_by_reconciliation(
     orders_reconcile_stale()
     order.refresh_from_db()
     assert (order.status, order.payment_status) == ("paid", "paid")
+
+
+def test_orders_that_never_settle_do_not_starve_a_newer_overdue_order(
+    demo_catalog: None, sandbox: SandboxServer, settings: Any
+) -> None:
+    settings.RECONCILE_BATCH_SIZE = 3
+    stuck = [order_build() for _ in range(3)]  # sessions the sandbox never heard of
+    for order in stuck:
+        overdue(order)
+        Order.objects.filter(pk=order.pk).update(expires_at=timezone.now() - timedelta(days=2))
+    newer = order_build(with_session=False)
+    overdue(newer)
+    orders_reconcile_stale()
+    orders_reconcile_stale()
+    newer.refresh_from_db()
+    assert newer.status == "expired"
+    assert {o.status for o in Order.objects.filter(pk__in=[o.pk for o in stuck])} == {"pending"}
