@@ -5,9 +5,9 @@ types as Stripe's published examples, vendored in tests/fixtures/stripe/fixtures
 The fixtures are part of the repository: a missing file fails the check, never skips.
 The sandbox is driven as the shop and a customer would drive it: sessions are created
 and refunds made through the official SDK, payments and disputes through the scripted
-/_sandbox/ routes, and every object is then fetched as raw JSON (plain HTTP, Bearer key), so the check
-sees exactly the bytes the SDK would parse. Webhook payloads, and the objects embedded
-in events, are checked too, since the shop reads those as well.
+/_sandbox/ routes, and every object is then fetched as raw JSON (plain HTTP, Bearer
+key), so the check sees exactly the bytes the SDK would parse. Webhook payloads, and
+the objects embedded in events, are checked too, since the shop reads those as well.
 
 One fixture shows one state of an object, while the sandbox goes through several (an
 open session has no `customer_details` yet, a completed one no `url`). So each type
