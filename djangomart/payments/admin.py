@@ -106,10 +106,10 @@ class PaymentAdmin(admin.ModelAdmin[Payment]):
     ]
     list_select_related = ["order"]
     search_fields = ["stripe_payment_intent_id", "order__id"]
-    fields = readonly_fields = [
+    fields = readonly_fields = tuple(
         "amount_received_display" if f.name == "amount_received" else f.name
         for f in Payment._meta.fields
-    ]
+    )
 
     @admin.display(description="amount received", ordering="amount_received")
     def amount_received_display(self, payment: Payment) -> str:
