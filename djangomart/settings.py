@@ -79,15 +79,40 @@ if STRIPE_RETRY_BUDGET * 3 > WEB_TIMEOUT:
     )
 
 # Payment engine.
-# Where the storefront lives: default success/cancel pages, and the hosts a client's
-# own success_url / cancel_url may point at (plus CHECKOUT_REDIRECT_HOSTS).
-FRONTEND_URL: str = env.str("FRONTEND_URL", default="http://localhost:3000").rstrip("/")
-CHECKOUT_SUCCESS_URL = FRONTEND_URL + "/checkout/success?session_id={CHECKOUT_SESSION_ID}"
-CHECKOUT_CANCEL_URL = FRONTEND_URL + "/checkout/cancel"
+# The backend's own address as browsers reach it: Stripe sends customers back to the
+# built-in return page there when no FRONTEND_URL is set. In production it defaults to
+# HTTPS on the first ALLOWED_HOSTS name (TLS ends at the proxy, see docs/deployment.md).
+_first_host = ALLOWED_HOSTS[0] if ALLOWED_HOSTS else ""
+PUBLIC_URL: str = env.str(
+    "PUBLIC_URL",
+    default=(
+        f"http://127.0.0.1:{PORT}"
+        if DEBUG
+        else (f"https://{_first_host}" if _first_host and _first_host[0] not in "*." else "")
+    ),
+).rstrip("/")
+# Where the storefront lives, if there is one: its success/cancel pages are then the
+# defaults, and its host is one a client's own success_url / cancel_url may point at
+# (plus CHECKOUT_REDIRECT_HOSTS).
+FRONTEND_URL: str = env.str("FRONTEND_URL", default="").rstrip("/")
+if not (FRONTEND_URL or PUBLIC_URL):
+    raise ImproperlyConfigured(
+        "Set PUBLIC_URL (this server's https:// address) or FRONTEND_URL: Stripe must know "
+        "where to send customers after they pay."
+    )
+if FRONTEND_URL:
+    CHECKOUT_SUCCESS_URL = FRONTEND_URL + "/checkout/success?session_id={CHECKOUT_SESSION_ID}"
+    CHECKOUT_CANCEL_URL = FRONTEND_URL + "/checkout/cancel"
+else:
+    # The backend's own page (djangomart/orders/views.py) shows the order either way;
+    # a canceled checkout is simply one whose session is still unpaid.
+    CHECKOUT_SUCCESS_URL = CHECKOUT_CANCEL_URL = (
+        PUBLIC_URL + "/checkout/return?session_id={CHECKOUT_SESSION_ID}"
+    )
 CHECKOUT_REDIRECT_HOSTS: list[str] = [
     host.strip().lower()
     for host in [
-        urlsplit(FRONTEND_URL).hostname or "localhost",
+        *(urlsplit(url).hostname or "" for url in (FRONTEND_URL, PUBLIC_URL)),
         # Local frontends are allowed in development only.
         *env.list("CHECKOUT_REDIRECT_HOSTS", default=["localhost", "127.0.0.1"] if DEBUG else []),
     ]

@@ -1,17 +1,22 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import path
 
 from djangomart.api.api import api
 from djangomart.core import health
+from djangomart.orders.views import checkout_return
 from djangomart.payments.webhooks import stripe_webhook
 
 admin.site.site_header = "DjangoMart administration"
+# "View site": the storefront when there is one, else what this backend serves people.
+admin.site.site_url = settings.FRONTEND_URL or "/api/v1/docs"
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("api/v1/", api.urls),
     path("webhooks/stripe", stripe_webhook, name="stripe-webhook"),
+    path("checkout/return", checkout_return, name="checkout-return"),
     path("admin/", admin.site.urls),
 ]
 

@@ -1,5 +1,5 @@
 """Builders for Stripe objects in their wire form. Field names and types follow Stripe's
-published fixtures (../shared/stripe/fixtures3.json); tests/stripe_sandbox checks it."""
+published fixtures (tests/fixtures/stripe/fixtures3.json); tests/stripe_sandbox checks it."""
 
 from typing import Any
 

@@ -63,7 +63,12 @@ def _session(request: web.Request) -> StripeObject:
 
 
 def _success_url(session: StripeObject) -> str:
-    return str(session["success_url"]).replace("{CHECKOUT_SESSION_ID}", session["id"])
+    return _fill_in(session, "success_url")
+
+
+def _fill_in(session: StripeObject, key: str) -> str:
+    # Stripe fills the {CHECKOUT_SESSION_ID} template into both return URLs.
+    return str(session[key]).replace("{CHECKOUT_SESSION_ID}", session["id"])
 
 
 def _checkout_form(
@@ -77,7 +82,8 @@ def _checkout_form(
     )
     email = escape(session["customer_email"] or "")
     cancel = (
-        f"<p><a href='{escape(session['cancel_url'])}'>Cancel and return to the shop</a></p>"
+        f"<p><a href='{escape(_fill_in(session, 'cancel_url'))}'>"
+        "Cancel and return to the shop</a></p>"
         if session["cancel_url"]
         else ""
     )

@@ -5,6 +5,7 @@ the initial stock is a `restock` in the stock ledger."""
 import logging
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import transaction
 
 from djangomart.catalog.models import Category, Product, StockMovement, Variant
@@ -63,7 +64,11 @@ DEMO_PRODUCTS = [
 
 
 def demo_image_url(slug: str) -> str:
-    return f"https://images.example.com/demo/{slug}.jpg"
+    """A placeholder picture shipped with the app (catalog/static/catalog/demo/), served
+    by this backend. Absolute, as Product.image_urls holds URLs and clients expect them
+    so; it names PUBLIC_URL as it was when the catalog was seeded. The unhashed file
+    name (WhiteNoise serves it too) works before and without collectstatic."""
+    return f"{settings.PUBLIC_URL}/{settings.STATIC_URL.strip('/')}/catalog/demo/{slug}.svg"
 
 
 @transaction.atomic

@@ -17,7 +17,8 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # anything that could forge log structure is replaced.
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
-HTML_PREFIXES = ("/admin/", "/static/")
+# Pages that people read (the checkout return page included) keep their HTML errors.
+HTML_PREFIXES = ("/admin/", "/static/", "/checkout/")
 
 Handler = Callable[[HttpRequest], HttpResponse]
 

@@ -1,7 +1,9 @@
+from typing import Any
+
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -11,22 +13,48 @@ from djangomart.orders.models import Order, OrderEvent, OrderLine, OrderNeedingA
 from djangomart.orders.services import order_attention_resolve
 from djangomart.payments.models import StripeEvent
 
+# Amounts are shown as "178.00 USD" (djangomart.money), never as bare minor units.
 MONEY_FIELDS = [
     "currency",
-    "subtotal",
-    "total",
-    "amount_paid",
-    "amount_refunded",
+    "subtotal_display",
+    "total_display",
+    "amount_paid_display",
+    "amount_refunded_display",
     "payment_status",
     "disputed",
 ]
 
 
+def _money(amount: int | None, line: OrderLine) -> str:
+    # A re-displayed form (after a refused POST) can hold a blank line.
+    if amount is None or line.order_id is None:
+        return "-"
+    return format_amount(amount, line.order.currency)
+
+
 class OrderLineInline(admin.TabularInline[OrderLine, Order]):
     model = OrderLine
     extra = 0
-    fields = readonly_fields = ("sku", "name", "unit_price", "quantity", "line_total")
+    fields = readonly_fields = (
+        "sku",
+        "name",
+        "unit_price_display",
+        "quantity",
+        "line_total_display",
+    )
     can_delete = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OrderLine]:
+        # The currency is the order's: one join, not a query per line.
+        return super().get_queryset(request).select_related("order")
+
+    @admin.display(description="unit price")
+    def unit_price_display(self, line: OrderLine) -> str:
+        return _money(line.unit_price, line)
+
+    @admin.display(description="line total")
+    def line_total_display(self, line: OrderLine) -> str:
+        return _money(line.line_total, line)
 
     def has_add_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
         return False
@@ -93,9 +121,43 @@ class OrderAdmin(admin.ModelAdmin[Order]):
         "last_synced_at",
     ]
 
+    @admin.display(description="subtotal")
+    def subtotal_display(self, order: Order) -> str:
+        return format_amount(order.subtotal, order.currency)
+
     @admin.display(description="total", ordering="total")
     def total_display(self, order: Order) -> str:
         return format_amount(order.total, order.currency)
+
+    @admin.display(description="amount paid")
+    def amount_paid_display(self, order: Order) -> str:
+        return format_amount(order.amount_paid, order.currency)
+
+    @admin.display(description="amount refunded")
+    def amount_refunded_display(self, order: Order) -> str:
+        return format_amount(order.amount_refunded, order.currency)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Order | None = None) -> list[str]:
+        # Every column is read-only, also ones added later and not listed above: an
+        # order changes only through its services (and the admin actions).
+        shown = list(self.readonly_fields)
+        hidden = set(self.exclude or [])
+        fields = (f.name for f in Order._meta.concrete_fields)
+        return shown + [f for f in fields if f not in hidden and f not in shown]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # A page to read, not a form: no Save buttons (Close instead). The change
+        # permission stays, so that the actions that need it keep working.
+        read_only = {"show_save": False, "show_save_and_continue": False}
+        return super().change_view(
+            request, object_id, form_url, {**read_only, **(extra_context or {})}
+        )
 
     @admin.display(description="Stripe events")
     def related_stripe_events(self, order: Order) -> SafeString:

@@ -19,3 +19,12 @@ def order_get_for_client(
         if user.is_authenticated and order.customer_id == user.pk:
             return order
     raise NotFound("No such order.")
+
+
+def order_get_by_checkout_session(*, session_id: str) -> Order | None:
+    """The order a Checkout Session was created for, with its lines (two queries)."""
+    return (
+        Order.objects.prefetch_related("lines")
+        .filter(stripe_checkout_session_id=session_id)
+        .first()
+    )

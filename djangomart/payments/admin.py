@@ -7,6 +7,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from djangomart.money import format_amount
 from djangomart.payments.inbox import stripe_event_replay
 from djangomart.payments.models import EventNeedingAttention, Payment, StripeEvent
 
@@ -98,17 +99,28 @@ class PaymentAdmin(admin.ModelAdmin[Payment]):
     list_display = [
         "stripe_payment_intent_id",
         "order",
-        "amount_received",
-        "currency",
+        "amount_received_display",
         "succeeded",
         "processing",
         "async_failed",
     ]
+    list_select_related = ["order"]
     search_fields = ["stripe_payment_intent_id", "order__id"]
-    readonly_fields = [f.name for f in Payment._meta.fields]
+    fields = readonly_fields = tuple(
+        "amount_received_display" if f.name == "amount_received" else f.name
+        for f in Payment._meta.fields
+    )
+
+    @admin.display(description="amount received", ordering="amount_received")
+    def amount_received_display(self, payment: Payment) -> str:
+        # Stripe names the currency with the first amount; until then it is the order's.
+        return format_amount(payment.amount_received, payment.currency or payment.order.currency)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Payment | None = None) -> bool:
+        return False  # a page to read: no Save button
 
     def has_delete_permission(self, request: HttpRequest, obj: Payment | None = None) -> bool:
         return False  # money facts are derived from these rows

@@ -1,6 +1,7 @@
 """The storefront catalog API: /api/v1/categories, /api/v1/products[/{slug}]."""
 
 import pytest
+from django.conf import settings
 from django.test import Client
 
 from djangomart.catalog.demo import DEMO_STOCK
@@ -40,7 +41,7 @@ def test_products_list_the_demo_catalog_with_total_count(api: Client, demo_catal
         "slug": "classic-tee",
         "name": "Classic Tee",
         "category": {"slug": "apparel", "name": "Apparel"},
-        "image_urls": ["https://images.example.com/demo/classic-tee.jpg"],
+        "image_urls": [f"{settings.PUBLIC_URL}/static/catalog/demo/classic-tee.svg"],
         "price_from": 2000,
         "currency": "usd",
         "in_stock": True,

@@ -1,7 +1,11 @@
 """`manage.py seed_demo`: the demo catalog, loaded idempotently."""
 
+from urllib.parse import urlsplit
+
 import pytest
+from django.conf import settings
 from django.core.management import call_command
+from django.test import Client
 
 from djangomart.catalog.models import Category, Product, StockMovement, Variant
 
@@ -65,3 +69,22 @@ def test_seed_demo_orders_sizes_s_m_l() -> None:
     call_command("seed_demo")
     tee = Variant.objects.filter(product__slug="classic-tee").order_by("position")
     assert [v.sku for v in tee] == ["CLASSIC-TEE-S", "CLASSIC-TEE-M", "CLASSIC-TEE-L"]
+
+
+def test_every_demo_image_is_served_by_the_app(client: Client) -> None:
+    call_command("seed_demo")
+    urls = [url for urls in Product.objects.values_list("image_urls", flat=True) for url in urls]
+    assert len(urls) == Product.objects.count()
+    for url in urls:
+        parts = urlsplit(url)
+        assert f"{parts.scheme}://{parts.netloc}" == settings.PUBLIC_URL
+        response = client.get(parts.path)
+        assert response.status_code == 200, url
+        assert response["Content-Type"] == "image/svg+xml"
+        assert b"<svg" in b"".join(response.streaming_content)  # type: ignore[attr-defined]
+
+
+def test_demo_images_pass_the_products_url_validation() -> None:
+    call_command("seed_demo")
+    for product in Product.objects.all():
+        product.full_clean()

@@ -65,7 +65,7 @@ def sign(payload: str, secret: str = WEBHOOK_SECRET, timestamp: int | None = Non
 
 def event_json(event_type: str, obj: dict[str, Any], *, event_id: str | None = None,
                created: int | None = None) -> str:  # fmt: skip
-    """A hand-built event in Stripe's shape (see ../shared/stripe/fixtures3.json)."""
+    """A hand-built event in Stripe's shape (see tests/fixtures/stripe/fixtures3.json)."""
     return json.dumps({
         "id": event_id or f"evt_test_{uuid.uuid4().hex[:24]}",
         "object": "event",

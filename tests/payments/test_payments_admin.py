@@ -251,9 +251,11 @@ def inline_rows(page: str, first_field: str) -> list[dict[str, str]]:
 def test_the_order_page_shows_its_lines(client: Client, staff_client: Client) -> None:
     order, _, _ = paid_order(client)
     rows = inline_rows(order_page(staff_client, order), "sku")
-    assert [(r["sku"], r["name"], r["unit_price"], r["quantity"], r["line_total"]) for r in rows][
-        :1
-    ] == [("CLASSIC-TEE-M", "Classic Tee Size M", "2000", "2", "4000")]
+    shown = [
+        (r["sku"], r["name"], r["unit_price_display"], r["quantity"], r["line_total_display"])
+        for r in rows
+    ]
+    assert shown[:1] == [("CLASSIC-TEE-M", "Classic Tee Size M", "20.00 USD", "2", "40.00 USD")]
 
 
 def test_the_order_page_shows_its_timeline_with_the_causing_stripe_events(
@@ -328,6 +330,8 @@ def test_the_order_pages_event_links_open_events_whose_ids_look_like_admin_escap
 
 
 MONEY = ["total", "subtotal", "amount_paid", "amount_refunded", "currency", "payment_status"]
+# Amounts are shown with their currency, under a display name of their own.
+SHOWN_AS = {f: f"{f}_display" for f in ["total", "subtotal", "amount_paid", "amount_refunded"]}
 
 
 @pytest.mark.parametrize("field", [*MONEY, "status", "disputed", "needs_attention"])
@@ -337,7 +341,7 @@ def test_the_order_page_has_no_input_for_money_or_status(
     order, _, _ = paid_order(client)
     page = order_page(staff_client, order)
     assert f'name="{field}"' not in page
-    assert readonly_value(page, field)
+    assert readonly_value(page, SHOWN_AS.get(field, field))
 
 
 def test_a_forged_order_form_post_changes_no_money_field(

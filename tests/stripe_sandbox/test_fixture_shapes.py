@@ -1,12 +1,13 @@
 """Every object the sandbox returns has the fields the shop reads, with the same JSON
-types as Stripe's published examples in ../shared/stripe/fixtures3.json.
+types as Stripe's published examples, vendored in tests/fixtures/stripe/fixtures3.json
+(MIT, see the LICENSE there).
 
-The fixtures are read at test time (never copied into the repo). The sandbox is driven
-as the shop and a customer would drive it: sessions are created and refunds made
-through the official SDK, payments and disputes through the scripted /_sandbox/ routes,
-and every object is then fetched as raw JSON (plain HTTP, Bearer key), so the check
-sees exactly the bytes the SDK would parse. Webhook payloads, and the objects embedded
-in events, are checked too, since the shop reads those as well.
+The fixtures are part of the repository: a missing file fails the check, never skips.
+The sandbox is driven as the shop and a customer would drive it: sessions are created
+and refunds made through the official SDK, payments and disputes through the scripted
+/_sandbox/ routes, and every object is then fetched as raw JSON (plain HTTP, Bearer
+key), so the check sees exactly the bytes the SDK would parse. Webhook payloads, and
+the objects embedded in events, are checked too, since the shop reads those as well.
 
 One fixture shows one state of an object, while the sandbox goes through several (an
 open session has no `customer_details` yet, a completed one no `url`). So each type
@@ -20,7 +21,6 @@ value (or null) passes.
 """
 
 import json
-import os
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -98,11 +98,7 @@ TYPES = list(SHOP_FIELDS)
 _MISSING = object()
 
 
-def fixtures_path() -> Path:
-    override = os.environ.get("STRIPE_FIXTURES")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "stripe" / "fixtures3.json"
+FIXTURES_PATH = Path(__file__).resolve().parents[1] / "fixtures" / "stripe" / "fixtures3.json"
 
 
 def json_type(value: Any) -> str:
@@ -250,13 +246,9 @@ class Driver:
 
 @pytest.fixture(scope="module")
 def stripe_fixtures() -> dict[str, Any]:
-    path = fixtures_path()
-    if not path.is_file():
-        pytest.skip(
-            f"Stripe's example objects are not at {path} (set STRIPE_FIXTURES to the "
-            "fixtures3.json of github.com/stripe/openapi to run this check)"
-        )
-    resources: dict[str, Any] = json.loads(path.read_text())["resources"]
+    # No skip: a clone without the vendored file must fail here, loudly.
+    assert FIXTURES_PATH.is_file(), f"Stripe's example objects are missing: {FIXTURES_PATH}"
+    resources: dict[str, Any] = json.loads(FIXTURES_PATH.read_text())["resources"]
     return resources
 
 
