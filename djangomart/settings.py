@@ -223,7 +223,9 @@ SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 # Unsafe API requests made with the session cookie are CSRF-checked (djangomart/api/csrf.py);
 # over HTTPS Django also wants their Origin to be the API's own or one of these.
-CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[FRONTEND_URL])
+CSRF_TRUSTED_ORIGINS: list[str] = env.list(
+    "CSRF_TRUSTED_ORIGINS", default=[FRONTEND_URL] if FRONTEND_URL else []
+)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 

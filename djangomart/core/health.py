@@ -23,8 +23,10 @@ def readyz(request: HttpRequest) -> JsonResponse:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-        executor = MigrationExecutor(connection)
-        unapplied = executor.migration_plan(executor.loader.graph.leaf_nodes())
+        loader = MigrationExecutor(connection).loader
+        # Every known migration, not just the plan to the leaves: a plan skips an
+        # unapplied migration whose descendants are recorded as applied.
+        unapplied = set(loader.graph.nodes) - set(loader.applied_migrations or {})
     except DatabaseError as exc:
         logger.warning("readiness: database unreachable", extra={"error": str(exc)})
         return JsonResponse({"status": "unavailable", "database": "unreachable"}, status=503)

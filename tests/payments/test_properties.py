@@ -205,6 +205,10 @@ class Run:
         response = post_event(client, payload)
         assert response.status_code == 200, response.content
         stripe_event_process(event_id=event_id_of(payload))
+        # The worker runs every queued job: a PaymentIntent event that waited for its
+        # session was queued again when the session named the PaymentIntent.
+        for requeued in StripeEvent.objects.filter(status=StripeEvent.Status.RECEIVED):
+            stripe_event_process(event_id=requeued.pk)
         self.order.refresh_from_db()
         return response
 
