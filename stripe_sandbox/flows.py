@@ -257,7 +257,9 @@ def session_pay(
         _require_payable(intent)
         intent.update(
             status="processing",
-            processing={"type": DELAYED_METHOD},
+            # Stripe's `processing` hash describes card payments only; a bank debit
+            # that is processing has none.
+            processing=None,
             next_action=None,
             last_payment_error=None,
             payment_method=new_id("pm"),
@@ -362,15 +364,23 @@ def session_settle_delayed(
         failure_message="The account has insufficient funds.",
     )
     store.add(failed)
+    # As on Stripe, the failed method leaves the PaymentIntent (which is ready for
+    # another one) and is named by the error; the session stays complete/unpaid.
     intent.update(
         status="requires_payment_method",
         processing=None,
         latest_charge=failed["id"],
+        payment_method=None,
         last_payment_error={
             "type": "card_error",
             "code": "insufficient_funds",
             "message": "The account has insufficient funds.",
             "charge": failed["id"],
+            "payment_method": {
+                "id": intent["payment_method"],
+                "object": "payment_method",
+                "type": DELAYED_METHOD,
+            },
         },
     )
     _emit(store, ctx, "charge.failed", failed)

@@ -385,6 +385,47 @@ def test_a_delayed_payment_that_fails_sends_async_payment_failed(shop: Shop) -> 
     assert (failed["id"], failed["payment_status"]) == (session.id, "unpaid")
 
 
+@pytest.mark.parametrize("result", [None, "succeeded", "failed"])
+def test_a_delayed_payment_s_intent_reads_through_the_api_as_on_stripe(
+    shop: Shop, result: str | None
+) -> None:
+    # What the shop's sync reads when the async_payment_* webhook was lost: the session
+    # stays complete (and unpaid unless the debit succeeded) while its PaymentIntent
+    # says processing, succeeded or requires_payment_method.
+    session = shop.open_session()
+    shop.pay(session.id, method="delayed")
+    if result:
+        shop.settle_delayed(session.id, result)
+    read = shop.session(session.id)
+    intent = shop.client.v1.payment_intents.retrieve(str(read.payment_intent)).to_dict()
+    assert (intent["id"], intent["metadata"], intent["livemode"], intent["currency"]) == (
+        read.payment_intent,
+        {"order_id": "ord_123"},  # payment_intent_data.metadata
+        False,
+        "usd",
+    )
+    assert intent["amount"] == read.amount_total == 5000
+    expected = {
+        None: ("unpaid", "processing", 0, False),
+        "succeeded": ("paid", "succeeded", 5000, False),
+        "failed": ("unpaid", "requires_payment_method", 0, True),
+    }[result]
+    assert (
+        read.status,
+        read.payment_status,
+        intent["status"],
+        intent["amount_received"],
+        intent["last_payment_error"] is not None,
+    ) == ("complete", *expected)
+    assert intent["processing"] is None  # Stripe's `processing` is for cards only
+    if result == "failed":
+        error = intent["last_payment_error"]
+        assert (error["code"], intent["payment_method"]) == ("insufficient_funds", None)
+        assert error["payment_method"]["type"] == "us_bank_account"
+        failed_charge = shop.client.v1.charges.retrieve(intent["latest_charge"])
+        assert (failed_charge.status, failed_charge.payment_intent) == ("failed", intent["id"])
+
+
 def test_a_delayed_payment_can_be_settled_only_once(shop: Shop) -> None:
     session = shop.open_session()
     shop.pay(session.id, method="delayed")
