@@ -301,6 +301,14 @@ def checkout_session_retrieve(session_id: str) -> dict[str, Any]:
     return session.to_dict()
 
 
+def payment_intent_retrieve(intent_id: str) -> dict[str, Any]:
+    """A PaymentIntent as Stripe's JSON: the sync reads it when a Checkout Session stays
+    complete and unpaid (a delayed method), because Stripe leaves such a session
+    complete/unpaid whether the bank debit is still processing or already failed."""
+    intent = _call(_client().v1.payment_intents.retrieve, intent_id)
+    return intent.to_dict()
+
+
 class SignatureError(Exception):
     """The payload is not signed by any configured secret within the tolerance."""
 

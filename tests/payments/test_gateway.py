@@ -172,6 +172,29 @@ def test_a_session_stripe_does_not_know_is_not_found(sandbox: SandboxServer) -> 
     assert isinstance(caught.value, gateway.GatewayRejected)
 
 
+def test_a_payment_intent_is_read_as_stripes_json_and_an_unknown_one_is_not_found(
+    sandbox: SandboxServer,
+) -> None:
+    session = session_create()
+    sandbox.control(f"checkout/sessions/{session.id}/pay", {"method": "delayed"})
+    intent_id = gateway.checkout_session_retrieve(session.id)["payment_intent"]
+    intent = gateway.payment_intent_retrieve(intent_id)
+    assert (intent["id"], intent["status"], intent["metadata"]) == (
+        intent_id,
+        "processing",
+        {"order_id": ORDER_ID},
+    )
+    with pytest.raises(gateway.GatewayNotFound):
+        gateway.payment_intent_retrieve("pi_test_never_created")
+
+
+def test_reading_a_payment_intent_retries_an_outage_within_the_budget(fake_stripe: Any) -> None:
+    failing = fake_stripe(500, {"type": "api_error", "message": "boom"})
+    with pytest.raises(gateway.GatewayUnavailable):
+        gateway.payment_intent_retrieve("pi_test_x")
+    assert len(failing.requests) == 1 + gateway.MAX_NETWORK_RETRIES
+
+
 def test_a_bad_api_key_is_a_refusal(sandbox: SandboxServer, settings: Any) -> None:
     settings.STRIPE_SECRET_KEY = "sk_live_not_for_the_sandbox"
     gateway.client_reset()
