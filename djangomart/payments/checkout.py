@@ -451,13 +451,23 @@ def _order_cancel_unless_session(order_id: UUID, *, reason: str) -> Order:
 
 
 def checkout_session_apply(
-    order: Order, session: dict[str, Any], *, stripe_event_id: str = ""
+    order: Order,
+    session: dict[str, Any],
+    *,
+    stripe_event_id: str = "",
+    intent: dict[str, Any] | None = None,
 ) -> None:
     """Brings a (locked) order in line with what its Checkout Session says now. Without a
     Stripe event (the sync), applying what is already known writes nothing.
 
     Only the order's own session is applied (payments.ownership): any other one, even
     carrying the order's id, only flags the order `foreign_session` for staff.
+
+    `intent` is the session's PaymentIntent as the sync read it from Stripe (None from
+    the webhook, which has the PaymentIntent's own events): a complete/unpaid session
+    stays so whether its delayed payment is processing, succeeded or failed, so only
+    the PaymentIntent tells (facts.payment_intent_read). It counts only when it is the
+    one this own session names.
     """
     if not ownership.session_is_own(order, session):
         order_flag(
@@ -490,6 +500,14 @@ def checkout_session_apply(
         )
     elif status == "complete" and payment_status == "unpaid":
         facts.payment_processing(order, intent_id=intent_id, stripe_event_id=stripe_event_id)
+        if intent is not None and intent_id is not None:
+            if ownership.intent_read_is_own(order, intent_id, intent):
+                facts.payment_intent_read(order, intent)
+            else:
+                logger.warning(
+                    "sync: the PaymentIntent read is not the one the order's session names",
+                    extra={"order_id": str(order.id), "payment_intent": intent.get("id")},
+                )
     elif status == "expired" and (stripe_event_id or order.is_pending()):
         facts.payment_intent_adopt(order, intent_id)
         transitions.apply(order, Order.Status.EXPIRED, stripe_event_id=stripe_event_id)
@@ -503,8 +521,9 @@ class NoCheckoutSession(DomainError):
 
 
 def order_sync(*, order_id: UUID) -> Order:
-    """The landing page's instant answer: re-reads the session from Stripe (no lock
-    held) and applies it with the same function the webhook uses."""
+    """The landing page's instant answer, and reconciliation's look: re-reads the session
+    from Stripe (no lock held) and applies it with the same function the webhook uses.
+    A complete/unpaid session's PaymentIntent is read too (see _intent_read)."""
     order = Order.objects.filter(pk=order_id).first()
     if order is None:
         raise NotFound("No such order.")
@@ -525,7 +544,40 @@ def order_sync(*, order_id: UUID) -> Order:
                 provider_code=exc.code,
             ) from exc
         raise PaymentProviderUnavailable("The payment provider could not be reached.") from exc
+    intent = _intent_read(order, session)
     with transaction.atomic():
         locked = orders_lock([order_id])[order_id]
-        checkout_session_apply(locked, session)
+        checkout_session_apply(locked, session, intent=intent)
     return locked
+
+
+def _intent_read(order: Order, session: dict[str, Any]) -> dict[str, Any] | None:
+    """The PaymentIntent of the order's own complete/unpaid session, read from Stripe with
+    no lock held; None for any other session (nothing to learn from it).
+
+    After a bank debit fails Stripe leaves the session complete/unpaid; only the
+    PaymentIntent (back to requires_payment_method) says so, and a lost
+    async_payment_failed webhook would otherwise hold the order's stock forever.
+
+    Stripe failing to answer here is logged and returns None: the session (which Stripe
+    did answer) is still applied, so the order stays as the session says (processing)
+    and the sync answers as for a session read; the next sync or reconciliation asks
+    again. The caller's order is not locked: checkout_session_apply checks ownership
+    again under the lock."""
+    raw_intent = session.get("payment_intent")
+    if not (
+        session.get("status") == "complete"
+        and session.get("payment_status") == "unpaid"
+        and isinstance(raw_intent, str)
+        and raw_intent
+        and ownership.session_is_own(order, session)
+    ):
+        return None
+    try:
+        return gateway.payment_intent_retrieve(raw_intent)
+    except gateway.GatewayError as exc:
+        logger.warning(
+            "sync: could not read the PaymentIntent from Stripe; applying the session only",
+            extra={"order_id": str(order.id), "payment_intent": raw_intent, **exc.log_fields()},
+        )
+        return None

@@ -3,6 +3,8 @@ order's money fields derived from them. Facts only accumulate (flags turn on,
 amounts grow), so the same facts in any order, any number of times, give the same
 result, and `paid` never regresses."""
 
+from typing import Any
+
 from djangomart.orders import transitions
 from djangomart.orders.models import Order, OrderEvent
 from djangomart.orders.services import order_flag, order_note
@@ -155,15 +157,71 @@ def payment_processing(order: Order, *, intent_id: str | None, stripe_event_id: 
     )
 
 
-def payment_async_failed(order: Order, *, intent_id: str | None, stripe_event_id: str) -> None:
+def payment_async_failed(
+    order: Order,
+    *,
+    intent_id: str | None,
+    stripe_event_id: str,
+    message: str = "Delayed payment failed.",
+) -> None:
     """The delayed payment failed: the order fails (if it was still waiting)."""
     payment = _payment(order, intent_id) if intent_id else None
     if payment is not None and not payment.async_failed:
         payment.async_failed = True
         payment.save()
     order_money_refresh(order)
-    transitions.apply(
-        order, Status.FAILED, stripe_event_id=stripe_event_id, message="Delayed payment failed."
+    transitions.apply(order, Status.FAILED, stripe_event_id=stripe_event_id, message=message)
+
+
+# A PaymentIntent back in one of these after its delayed payment was processing has
+# failed: Stripe leaves the Checkout Session complete/unpaid, and the only other sign is
+# the async_payment_failed webhook, which may be lost.
+INTENT_FAILED_STATES = frozenset({"requires_payment_method", "canceled"})
+
+
+def payment_intent_read(order: Order, intent: dict[str, Any]) -> None:
+    """What a sync read from the order's own PaymentIntent (ownership.intent_read_is_own)
+    while its Checkout Session is complete/unpaid (a delayed method was submitted, so the
+    caller recorded it as processing first). No Stripe event: a fact already known
+    writes nothing.
+
+    - `succeeded`: money arrived (payment_succeeded, with its amount and currency checks);
+    - `requires_payment_method` or `canceled` after processing: the delayed payment
+      failed, as async_payment_failed says (the order fails and gives its stock back);
+    - `processing`, or anything else: nothing new.
+    """
+    intent_id = str(intent["id"])
+    status = intent.get("status")
+    if status == "succeeded":
+        payment_succeeded(
+            order,
+            intent_id=intent_id,
+            amount=int(intent.get("amount_received") or 0),
+            currency=str(intent.get("currency") or ""),
+            stripe_event_id="",
+        )
+        return
+    if status not in INTENT_FAILED_STATES:
+        return
+    payment = _payment(order, intent_id)
+    if payment is None:
+        order_flag(
+            order,
+            "payment_intent_conflict",
+            message=f"{intent_id} already belongs to another order.",
+        )
+        return
+    if not payment.processing or payment.succeeded or payment.async_failed:
+        # Not after a processing attempt, contradicting money already received, or known.
+        return
+    error = intent.get("last_payment_error")
+    reason = error.get("message") if isinstance(error, dict) else None
+    payment_async_failed(
+        order,
+        intent_id=intent_id,
+        stripe_event_id="",
+        message=f"Delayed payment failed: its PaymentIntent is {status}"
+        + (f" ({reason})." if reason else "."),
     )
 
 

@@ -79,3 +79,17 @@ def intent_is_own(order: Order, intent_id: object) -> bool:
     if order.stripe_payment_intent_id == intent_id:
         return True
     return order.payments.filter(stripe_payment_intent_id=intent_id).exists()
+
+
+def intent_read_is_own(order: Order, intent_id: str, intent: dict[str, Any]) -> bool:
+    """Whether a PaymentIntent read from Stripe is the one `intent_id` that the order's
+    own Checkout Session names: the same id, the configured key's mode, and, when it
+    carries one, our metadata.order_id (checkout_session_create puts it there)."""
+    if intent.get("id") != intent_id:
+        return False
+    livemode = intent.get("livemode")
+    if isinstance(livemode, bool) and livemode != live_key():
+        return False
+    metadata = intent.get("metadata")
+    named = metadata.get("order_id") if isinstance(metadata, dict) else None
+    return named is None or named == str(order.id)

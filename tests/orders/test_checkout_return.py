@@ -181,6 +181,20 @@ def test_a_payment_still_settling_shows_processing_and_reloads_itself(
     assert Order.objects.get(pk=body["order"]["id"]).payment_status == "processing"
 
 
+def test_a_bank_debit_that_failed_shows_failed_though_its_webhook_was_lost(
+    shop: SandboxServer, client: Client
+) -> None:
+    # Stripe leaves the session complete/unpaid; the sync reads its PaymentIntent.
+    body = buy(client)
+    session_id = body["checkout_session_id"]
+    shop.control(f"checkout/sessions/{session_id}/pay", {"method": "delayed"})
+    shop.control(f"checkout/sessions/{session_id}/delayed_payment", {"result": "failed"})
+    response = page(client, session_id)
+    assert state_of(response) == "failed"
+    assert not REFRESH.search(response.content.decode())
+    assert Order.objects.get(pk=body["order"]["id"]).status == "failed"
+
+
 def test_a_paid_session_is_synced_and_shown_paid_before_any_webhook(
     shop: SandboxServer, client: Client
 ) -> None:
