@@ -9,14 +9,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
-from collections.abc import Iterator
 from urllib.error import URLError
 
 import psutil
-import psycopg
 import pytest
-from django.db import connection
 
 from devtools.embedded_db import REPO_ROOT
 
@@ -25,25 +21,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def scratch_database_url(django_db_blocker) -> Iterator[str]:
-    """A fresh, empty database on the test server, dropped afterwards."""
-    with django_db_blocker.unblock():
-        params = connection.get_connection_params()
-    name = f"djangomart_run_{uuid.uuid4().hex[:8]}"
-    admin = {k: v for k, v in params.items() if k in {"host", "port", "user", "password"}}
-    with psycopg.connect(dbname="postgres", autocommit=True, **admin) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    host = str(admin.get("host") or "")
-    netloc = "" if host.startswith("/") else f"{host}:{admin.get('port') or 5432}"
-    url = f"postgres://{admin.get('user') or 'postgres'}@{netloc}/{name}"
-    if host.startswith("/"):
-        url += f"?host={host}"
-    yield url
-    with psycopg.connect(dbname="postgres", autocommit=True, **admin) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def get_json(url: str) -> object:
