@@ -8,17 +8,19 @@ ARGS ?=
 
 .PHONY: run test lint format superuser manage install lock clean bench
 
+# Silent on stdout (messages on stderr): `make run`'s stdout carries only JSON log lines.
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "DjangoMart needs Python 3.11 or newer (set PYTHON=...)")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	@echo "Installing requirements-dev.txt into $(VENV)" >&2
+	@$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt >&2
 	@touch $(STAMP)
 
 install: $(STAMP)
 
 ## make run: the shop in the foreground (embedded PostgreSQL unless DATABASE_URL is set).
 run: $(STAMP)
-	exec $(PY) -m devtools.run
+	@exec $(PY) -m devtools.run
 
 ## make test: lint, then the whole suite on real PostgreSQL. ARGS="tests/x.py -k y" narrows it.
 test: lint

@@ -1,7 +1,10 @@
 """Gunicorn settings for production and for `make run` (which binds to 127.0.0.1)."""
 
+import logging
 import multiprocessing
 import os
+
+from djangomart.core.logging import json_stdout_logging
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 # Gunicorn also reads WEB_CONCURRENCY itself; this is the default when it is unset.
@@ -11,9 +14,23 @@ wsgi_app = "djangomart.wsgi:application"
 # because the Stripe budget is checked against it: settings.py refuses a
 # STRIPE_RETRY_BUDGET over a third of WEB_TIMEOUT, so a checkout always ends first.
 timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
-# DjangoMart logs one JSON line per request itself (djangomart.core.middleware).
-accesslog = None
-errorlog = "-"
+# Gunicorn's own lines (boot, signals, WORKER TIMEOUT, "Error handling request" with
+# its traceback) as JSON on stdout, like the application's: the master gets the root
+# handler Django gives each worker (djangomart/core/logging.py), and gunicorn's loggers
+# lose their plain-text stderr handlers. This replaces every key of gunicorn's
+# CONFIG_DEFAULTS, which it merges only at the top level. gunicorn.error keeps the
+# level of --log-level.
+logconfig_dict = json_stdout_logging(
+    {
+        "gunicorn.error": None,
+        # DjangoMart logs one line per request itself (djangomart.core.middleware), and
+        # a logconfig_dict switches gunicorn's access log on: WARNING keeps it silent
+        # (its lines are INFO). Set INFO here to have them too, in JSON.
+        "gunicorn.access": "WARNING",
+    }
+)
+# Warnings from the master (before any worker loads Django) as log records, not text.
+logging.captureWarnings(True)
 # Heartbeat files in RAM: a slow disk must not make the master kill healthy workers.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
 graceful_timeout = 20

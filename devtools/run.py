@@ -4,6 +4,10 @@ Starts the embedded PostgreSQL (unless DATABASE_URL is set), migrates, loads the
 demo catalog, then runs the web server (gunicorn), a job worker (procrastinate) and,
 unless STRIPE_SECRET_KEY is set, the offline Stripe sandbox, until Ctrl-C or SIGTERM,
 when it stops every process it started, the database last.
+
+As in production, stdout carries only JSON log lines (the web server's and the job
+worker's); what is meant for people (migration progress, the URLs, the sandbox's own
+log) goes to stderr.
 """
 
 import os
@@ -27,15 +31,24 @@ STOP_TIMEOUT = 20.0
 
 
 def manage(env: dict[str, str], *args: str) -> None:
-    subprocess.run([PYTHON, "manage.py", *args], env=env, cwd=REPO_ROOT, check=True)
+    # Their progress ("Applying ... OK") is for the developer, on stderr like ours: stdout
+    # carries only JSON log lines, as in production (README, "Logs").
+    subprocess.run(
+        [PYTHON, "manage.py", *args], env=env, cwd=REPO_ROOT, check=True, stdout=sys.stderr
+    )
 
 
-def start(name: str, args: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start(
+    name: str, args: Sequence[str], env: dict[str, str], *, human_output: bool = False
+) -> subprocess.Popen[bytes]:
+    """Starts a child whose stdout is ours (JSON log lines), or, with `human_output`, goes
+    to our stderr with the rest of the text meant for people."""
     print(f"starting {name}: {' '.join(args)}", file=sys.stderr)
     return subprocess.Popen(
         args,
         env=env,
         cwd=REPO_ROOT,
+        stdout=sys.stderr if human_output else None,
         # Own session: Ctrl-C reaches only us, and we stop the children in order.
         start_new_session=True,
         preexec_fn=die_with_parent,
@@ -140,7 +153,10 @@ def main() -> int:
                 manage(env, "collectstatic", "--noinput", "-v0")
             sandbox = not env.get("STRIPE_SECRET_KEY")
             if sandbox:
-                processes["stripe-sandbox"] = start("stripe-sandbox", use_sandbox(env, port), env)
+                # A development tool with its own plain-text log, not part of the shop.
+                processes["stripe-sandbox"] = start(
+                    "stripe-sandbox", use_sandbox(env, port), env, human_output=True
+                )
             processes["worker"] = start(
                 "worker", [PYTHON, "manage.py", "procrastinate", "worker"], env
             )

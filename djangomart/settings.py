@@ -13,6 +13,8 @@ import django_stubs_ext
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from djangomart.core.logging import json_stdout_logging
+
 # Typed generics such as ModelAdmin[Product] must be subscriptable at run time.
 django_stubs_ext.monkeypatch()
 
@@ -229,24 +231,20 @@ CSRF_TRUSTED_ORIGINS: list[str] = env.list(
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "djangomart.core.logging.JsonFormatter"}},
-    "handlers": {
-        "stdout": {
-            "class": "logging.StreamHandler",
-            "stream": "ext://sys.stdout",
-            "formatter": "json",
-        }
-    },
-    "root": {"handlers": ["stdout"], "level": "INFO"},
-    "loggers": {
+# Every record, Django's and gunicorn's included, is one JSON line on stdout
+# (djangomart/core/logging.py); gunicorn.conf.py gives its master the same root handler.
+LOGGING_CONFIG = "djangomart.core.logging.configure"
+LOGGING = json_stdout_logging(
+    {
+        # Django's defaults print `django` records to stderr in plain text (DEBUG) or
+        # mail them to ADMINS, and `django.server` ones to stderr: all of them come here.
+        "django": "INFO",
         # Our own line per request replaces Django's; 4xx/5xx are in it too.
-        "django.request": {"level": "ERROR"},
-        "django.server": {"level": "WARNING"},
+        "django.request": "ERROR",
+        "django.server": "WARNING",
+        "py.warnings": None,
         # procrastinate narrates every job at INFO (a full JSON dump per defer, even in
         # the webhook request); its warnings and errors are what operators need.
-        "procrastinate": {"level": "WARNING"},
-    },
-}
+        "procrastinate": "WARNING",
+    }
+)

@@ -1,7 +1,11 @@
 import os
+import uuid
+from collections.abc import Iterator
 
+import psycopg
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
 from hypothesis import settings as hypothesis_settings
 
@@ -59,3 +63,22 @@ def make_product(
                 variant_id=variant.pk, delta=stock, reason=StockMovement.Reason.RESTOCK
             )
     return product
+
+
+@pytest.fixture
+def scratch_database_url(django_db_blocker) -> Iterator[str]:
+    """A fresh, empty database on the test server, dropped afterwards."""
+    with django_db_blocker.unblock():
+        params = connection.get_connection_params()
+    name = f"djangomart_scratch_{uuid.uuid4().hex[:8]}"
+    admin = {k: v for k, v in params.items() if k in {"host", "port", "user", "password"}}
+    with psycopg.connect(dbname="postgres", autocommit=True, **admin) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    host = str(admin.get("host") or "")
+    netloc = "" if host.startswith("/") else f"{host}:{admin.get('port') or 5432}"
+    url = f"postgres://{admin.get('user') or 'postgres'}@{netloc}/{name}"
+    if host.startswith("/"):
+        url += f"?host={host}"
+    yield url
+    with psycopg.connect(dbname="postgres", autocommit=True, **admin) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -63,3 +63,10 @@ def test_log_lines_carry_exceptions_as_text() -> None:
     line = json.loads(JsonFormatter().format(record))
     assert line["message"] == "failed"
     assert "ValueError: boom" in line["exc_info"]
+
+
+def test_log_lines_carry_a_requested_stack_as_text() -> None:
+    record = logging.LogRecord("x", logging.WARNING, "f", 1, "where", (), None)
+    record.stack_info = 'Stack (most recent call last):\n  File "f", line 1, in g'
+    line = json.loads(JsonFormatter().format(record))
+    assert line["stack_info"].startswith("Stack (most recent call last):")

@@ -1,5 +1,5 @@
-"""`make run`: migrates, seeds, serves the catalog, and after SIGTERM to `make` leaves no
-process behind."""
+"""`make run`: migrates, seeds, serves the catalog, writes only JSON lines on stdout, and
+after SIGTERM to `make` leaves no process behind."""
 
 import json
 import os
@@ -9,16 +9,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
-from collections.abc import Iterator
+from pathlib import Path
 from urllib.error import URLError
 
 import psutil
-import psycopg
 import pytest
-from django.db import connection
 
 from devtools.embedded_db import REPO_ROOT
+from tests.logs import json_lines
 
 
 def free_port() -> int:
@@ -27,32 +25,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def scratch_database_url(django_db_blocker) -> Iterator[str]:
-    """A fresh, empty database on the test server, dropped afterwards."""
-    with django_db_blocker.unblock():
-        params = connection.get_connection_params()
-    name = f"djangomart_run_{uuid.uuid4().hex[:8]}"
-    admin = {k: v for k, v in params.items() if k in {"host", "port", "user", "password"}}
-    with psycopg.connect(dbname="postgres", autocommit=True, **admin) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    host = str(admin.get("host") or "")
-    netloc = "" if host.startswith("/") else f"{host}:{admin.get('port') or 5432}"
-    url = f"postgres://{admin.get('user') or 'postgres'}@{netloc}/{name}"
-    if host.startswith("/"):
-        url += f"?host={host}"
-    yield url
-    with psycopg.connect(dbname="postgres", autocommit=True, **admin) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def get_json(url: str) -> object:
     with urllib.request.urlopen(url, timeout=5) as response:
         return json.load(response)
 
 
 def test_make_run_serves_the_demo_catalog_and_stops_everything_on_sigterm(
-    scratch_database_url: str,
+    scratch_database_url: str, tmp_path: Path
 ) -> None:
     port, sandbox_port = free_port(), free_port()
     env = {
@@ -62,10 +41,13 @@ def test_make_run_serves_the_demo_catalog_and_stops_everything_on_sigterm(
         "STRIPE_SANDBOX_PORT": str(sandbox_port),
         "DEBUG": "1",
     }
-    launcher = subprocess.Popen(
-        ["make", "--no-print-directory", "run", f"PYTHON={sys.executable}"],
-        env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    # A file, not a pipe: nobody has to keep draining it while the shop runs.
+    stdout_path = tmp_path / "stdout"
+    with stdout_path.open("wb") as stdout:
+        launcher = subprocess.Popen(
+            ["make", "--no-print-directory", "run", f"PYTHON={sys.executable}"],
+            env=env, cwd=REPO_ROOT, stdout=stdout, stderr=subprocess.PIPE,
+        )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         body = None
@@ -99,6 +81,13 @@ def test_make_run_serves_the_demo_catalog_and_stops_everything_on_sigterm(
     # make re-raises the signal on itself once its recipe has stopped.
     assert launcher.returncode in (0, -signal.SIGTERM), stderr.decode()
     assert "stopped everything" in stderr.decode()
+    # What is meant for people is on stderr (the migrations, the URLs); stdout is the
+    # shop's log, one JSON object per line, as in production.
+    assert "Apply all migrations" in stderr.decode()
+    records = json_lines(stdout_path.read_text())
+    messages = [(r["logger"], r["message"]) for r in records]
+    assert any(m.startswith("Starting gunicorn") for _, m in messages)
+    assert any(r.get("path") == "/api/v1/products" and r["status"] == 200 for r in records)
     time.sleep(0.5)
     assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     for url in (
