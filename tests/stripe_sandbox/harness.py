@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.error import HTTPError
+from urllib.parse import urlencode
 
 import stripe
 from aiohttp import web
@@ -80,6 +81,10 @@ class SandboxServer:
     def deliveries(self, **filters: str) -> list[dict[str, Any]]:
         query = "&".join(f"{k}={v}" for k, v in filters.items())
         return self.control(f"deliveries?{query}")["data"]  # type: ignore[no-any-return]
+
+    def requests(self, **filters: str) -> list[dict[str, Any]]:
+        """The /v1 requests the sandbox answered, oldest first (GET /_sandbox/requests)."""
+        return self.control(f"requests?{urlencode(filters)}")["data"]  # type: ignore[no-any-return]
 
 
 class ControlError(Exception):
