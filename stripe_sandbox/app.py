@@ -54,6 +54,8 @@ async def _api_request(request: web.Request, handler: Handler) -> web.StreamResp
     request_id = new_id("req", 14)
     idempotency_key = request.headers.get("Idempotency-Key") if request.method == "POST" else None
     entry = RequestRecord(request_id, request.method, request.path, idempotency_key)
+    # Logged on arrival, so that a test can see a request that is still executing.
+    sandbox.store.requests.record(entry)
     response = await _api_answer(request, handler, entry)
     # Replays and injected 500s are never dropped (README). Drawn before the answer is
     # logged, so that the log says which answers were lost.
@@ -63,7 +65,6 @@ async def _api_request(request: web.Request, handler: Handler) -> web.StreamResp
         and sandbox.rng.random() < config.api_timeout_rate
     )
     entry.finish(response.status, dropped=dropped)
-    sandbox.store.requests.record(entry)
     if dropped:
         # Processed, but the answer never arrives: the client must retry with the same key.
         await asyncio.sleep(config.api_timeout_seconds)

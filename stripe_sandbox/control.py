@@ -231,8 +231,8 @@ REQUEST_FILTERS = ("method", "path", "idempotency_key")
 
 @routes.get("/_sandbox/requests")
 async def requests_log(request: web.Request) -> web.Response:
-    """The API request log, in the order answered; filter with ?method=POST, ?path=/v1/...,
-    ?idempotency_key=..."""
+    """The API request log, in the order received; filter with ?method=POST,
+    ?path=/v1/..., ?idempotency_key=..."""
     for name in request.query:
         if name not in REQUEST_FILTERS:
             raise invalid(

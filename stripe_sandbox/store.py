@@ -52,7 +52,8 @@ class RequestRecord:
     idempotency_key: str | None
     # Canonical JSON of the decoded parameters; None if refused before they were read.
     params_json: str | None = None
-    status: int = 0
+    # None while the request executes (or if its client went away before the answer).
+    status: int | None = None
     replayed: bool = False
     injected_error: bool = False
     answer_dropped: bool = False
@@ -85,7 +86,8 @@ class RequestRecord:
 
 
 class RequestLog:
-    """The newest REQUEST_LOG_SIZE requests, oldest first, and how many were ever seen."""
+    """The newest REQUEST_LOG_SIZE requests in the order they arrived, and how many were
+    ever seen."""
 
     def __init__(self, capacity: int = REQUEST_LOG_SIZE) -> None:
         self.entries: deque[RequestRecord] = deque(maxlen=capacity)

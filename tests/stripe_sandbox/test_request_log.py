@@ -2,6 +2,7 @@
 prove what reached "Stripe" (a retry, its Idempotency-Key, its parameters) instead of
 inferring it from the outcome."""
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -46,6 +47,20 @@ def test_each_request_is_logged_with_its_key_parameters_status_and_replay_flag(
     assert not any(
         r["answer_dropped"] or r["injected_error"] or r["error"] for r in [first, replay]
     )
+
+
+def test_a_request_still_executing_is_listed_without_a_status(sandbox: SandboxServer) -> None:
+    sandbox.configure(api_latency_min=2.0, api_latency_max=2.0)
+    options: Any = {"idempotency_key": "log-slow"}
+    with ThreadPoolExecutor(1) as pool:
+        created = pool.submit(
+            client(sandbox).v1.checkout.sessions.create, params=session_params(), options=options
+        )
+        executing = sandbox.wait_executing(idempotency_key="log-slow")
+        assert (executing["status"], executing["params"]["mode"]) == (None, "payment")
+        created.result(10)
+    [done] = sandbox.requests(idempotency_key="log-slow")
+    assert (done["id"], done["status"]) == (executing["id"], 200)
 
 
 def test_refused_requests_are_logged_with_their_status_and_stripe_error(
