@@ -13,7 +13,7 @@ from stripe_sandbox import api, control, flows, forms, page
 from stripe_sandbox.config import Config
 from stripe_sandbox.errors import StripeError
 from stripe_sandbox.state import CONTEXT, PARAMS, SANDBOX, Sandbox, sandbox_of
-from stripe_sandbox.store import IdempotentResult, Store, new_id
+from stripe_sandbox.store import IdempotentResult, RequestRecord, Store, new_id
 from stripe_sandbox.webhooks import Dispatcher
 
 logger = logging.getLogger(__name__)
@@ -51,9 +51,38 @@ async def stripe_api(request: web.Request, handler: Handler) -> web.StreamRespon
 async def _api_request(request: web.Request, handler: Handler) -> web.StreamResponse:
     sandbox = sandbox_of(request)
     config = sandbox.config
-    store = sandbox.store
     request_id = new_id("req", 14)
     idempotency_key = request.headers.get("Idempotency-Key") if request.method == "POST" else None
+    entry = RequestRecord(request_id, request.method, request.path, idempotency_key)
+    # Logged on arrival, so that a test can see a request that is still executing.
+    sandbox.store.requests.record(entry)
+    response = await _api_answer(request, handler, entry)
+    # Replays and injected 500s are never dropped (README). Drawn before the answer is
+    # logged, so that the log says which answers were lost.
+    dropped = (
+        not (entry.replayed or entry.injected_error)
+        and bool(config.api_timeout_rate)
+        and sandbox.rng.random() < config.api_timeout_rate
+    )
+    entry.finish(response.status, dropped=dropped)
+    if dropped:
+        # Processed, but the answer never arrives: the client must retry with the same key.
+        await asyncio.sleep(config.api_timeout_seconds)
+        if request.transport is not None:
+            request.transport.abort()
+    return response
+
+
+async def _api_answer(
+    request: web.Request, handler: Handler, entry: RequestRecord
+) -> web.StreamResponse:
+    """Everything a /v1 request gets up to its answer: auth, idempotency, the injected
+    latency and 500s, the route."""
+    sandbox = sandbox_of(request)
+    config = sandbox.config
+    store = sandbox.store
+    request_id = entry.request_id
+    idempotency_key = entry.idempotency_key
     # Set once this request holds its key: only then is its answer stored under the key.
     store_key: tuple[str, str] | None = None
     fingerprint: tuple[str, str, str] = ("", "", "")
@@ -62,10 +91,11 @@ async def _api_request(request: web.Request, handler: Handler) -> web.StreamResp
         api_key = _api_key(request)
         raw = await request.text() if request.method == "POST" else request.query_string
         params = forms.decode(raw)
+        entry.params_json = json.dumps(params, sort_keys=True)
         replay: web.Response | None = None
         if idempotency_key:
             key = (api_key, idempotency_key)
-            fingerprint = (request.method, request.path, json.dumps(params, sort_keys=True))
+            fingerprint = (request.method, request.path, entry.params_json)
             replay = _idempotent_replay(store, key, fingerprint, idempotency_key)
             if replay is None:
                 if key in store.in_flight:
@@ -94,8 +124,10 @@ async def _api_request(request: web.Request, handler: Handler) -> web.StreamResp
             response = error.response()
             response.headers["Stripe-Should-Retry"] = "true"
             response.headers["Request-Id"] = request_id
+            entry.injected_error = True
             return response
         if replay is not None:
+            entry.replayed = True
             return replay
         request[PARAMS] = params
         request[CONTEXT] = flows.Context(request_id=request_id, idempotency_key=idempotency_key)
@@ -108,6 +140,7 @@ async def _api_request(request: web.Request, handler: Handler) -> web.StreamResp
                 "https://stripe.com/docs or we can help at https://support.stripe.com/.",
             ) from None
     except StripeError as exc:
+        entry.error = {"type": exc.body["type"], "code": exc.body.get("code")}
         response = exc.response()
     except BaseException:
         _release(store, store_key)
@@ -120,11 +153,6 @@ async def _api_request(request: web.Request, handler: Handler) -> web.StreamResp
                 fingerprint=fingerprint, status=response.status, body=body, created=store.now()
             )
         _release(store, store_key)
-    if config.api_timeout_rate and sandbox.rng.random() < config.api_timeout_rate:
-        # Processed, but the answer never arrives: the client must retry with the same key.
-        await asyncio.sleep(config.api_timeout_seconds)
-        if request.transport is not None:
-            request.transport.abort()
     return response
 
 

@@ -226,6 +226,35 @@ async def deliveries(request: web.Request) -> web.Response:
     return web.json_response({"data": log, "pending": sandbox_of(request).dispatcher.pending})
 
 
+REQUEST_FILTERS = ("method", "path", "idempotency_key")
+
+
+@routes.get("/_sandbox/requests")
+async def requests_log(request: web.Request) -> web.Response:
+    """The API request log, in the order received; filter with ?method=POST,
+    ?path=/v1/..., ?idempotency_key=..."""
+    for name in request.query:
+        if name not in REQUEST_FILTERS:
+            raise invalid(
+                f"Unknown filter: {name} (one of {', '.join(REQUEST_FILTERS)})", param=name
+            )
+    log = sandbox_of(request).store.requests
+    entries = list(log.entries)
+    if "method" in request.query:
+        entries = [e for e in entries if e.method == request.query["method"].upper()]
+    if "path" in request.query:
+        entries = [e for e in entries if e.path == request.query["path"]]
+    if "idempotency_key" in request.query:
+        entries = [e for e in entries if e.idempotency_key == request.query["idempotency_key"]]
+    return web.json_response(
+        {
+            "data": [e.as_dict() for e in entries],
+            "recorded": log.recorded,
+            "capacity": log.entries.maxlen,
+        }
+    )
+
+
 @routes.post("/_sandbox/events/{id}/resend")
 async def event_resend(request: web.Request) -> web.Response:
     event = found(request, "event")

@@ -6,9 +6,12 @@ state change, so each API call is atomic without locks.
 """
 
 import copy
+import hashlib
+import json
 import secrets
 import string
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +19,10 @@ from typing import Any
 from stripe_sandbox import API_VERSION
 
 _ALPHABET = string.ascii_letters + string.digits
+
+# The request log keeps the newest entries only: a benchmark's millions of requests must
+# not grow the sandbox's memory without bound.
+REQUEST_LOG_SIZE = 10_000
 
 StripeObject = dict[str, Any]
 
@@ -34,6 +41,63 @@ class IdempotentResult:
     created: int
 
 
+@dataclass(slots=True)
+class RequestRecord:
+    """One /v1 request as the sandbox received and answered it, for tests that must see
+    what reached "Stripe" (a retry, its key, its parameters) rather than infer it."""
+
+    request_id: str
+    method: str
+    path: str
+    idempotency_key: str | None
+    # Canonical JSON of the decoded parameters; None if refused before they were read.
+    params_json: str | None = None
+    # None while the request executes (or if its client went away before the answer).
+    status: int | None = None
+    replayed: bool = False
+    injected_error: bool = False
+    answer_dropped: bool = False
+    error: dict[str, Any] | None = None
+    time: float = field(default_factory=time.time)
+
+    def finish(self, status: int, *, dropped: bool) -> None:
+        self.status = status
+        self.answer_dropped = dropped
+
+    def as_dict(self) -> dict[str, Any]:
+        params = None if self.params_json is None else json.loads(self.params_json)
+        digest = None
+        if self.params_json is not None:
+            digest = hashlib.sha256(self.params_json.encode()).hexdigest()
+        return {
+            "id": self.request_id,
+            "time": self.time,
+            "method": self.method,
+            "path": self.path,
+            "idempotency_key": self.idempotency_key,
+            "params": params,
+            "params_sha256": digest,
+            "status": self.status,
+            "idempotent_replayed": self.replayed,
+            "injected_error": self.injected_error,
+            "answer_dropped": self.answer_dropped,
+            "error": self.error,
+        }
+
+
+class RequestLog:
+    """The newest REQUEST_LOG_SIZE requests in the order they arrived, and how many were
+    ever seen."""
+
+    def __init__(self, capacity: int = REQUEST_LOG_SIZE) -> None:
+        self.entries: deque[RequestRecord] = deque(maxlen=capacity)
+        self.recorded = 0
+
+    def record(self, entry: RequestRecord) -> None:
+        self.entries.append(entry)
+        self.recorded += 1
+
+
 @dataclass
 class Store:
     clock_offset: int = 0
@@ -47,6 +111,7 @@ class Store:
     # Sandbox-only facts that are not part of Stripe's objects (line items, card used).
     private: dict[str, dict[str, Any]] = field(default_factory=dict)
     listeners: list[Callable[[StripeObject], None]] = field(default_factory=list)
+    requests: RequestLog = field(default_factory=RequestLog)
 
     def now(self) -> int:
         return int(time.time()) + self.clock_offset

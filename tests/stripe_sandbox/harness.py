@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.error import HTTPError
+from urllib.parse import urlencode
 
 import stripe
 from aiohttp import web
@@ -80,6 +81,22 @@ class SandboxServer:
     def deliveries(self, **filters: str) -> list[dict[str, Any]]:
         query = "&".join(f"{k}={v}" for k, v in filters.items())
         return self.control(f"deliveries?{query}")["data"]  # type: ignore[no-any-return]
+
+    def requests(self, **filters: str) -> list[dict[str, Any]]:
+        """The /v1 requests the sandbox received, oldest first (GET /_sandbox/requests)."""
+        return self.control(f"requests?{urlencode(filters)}")["data"]  # type: ignore[no-any-return]
+
+    def wait_executing(self, timeout: float = 10, **filters: str) -> dict[str, Any]:
+        """Waits until a request matching `filters` has reached the sandbox and is still
+        executing (no status yet), and returns it: "the first request is at Stripe" as a
+        fact instead of a sleep. Use with a latency well above the 10 ms poll."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for request in self.requests(**filters):
+                if request["status"] is None:
+                    return request
+            assert time.monotonic() < deadline, f"no request {filters} reached the sandbox"
+            time.sleep(0.01)
 
 
 class ControlError(Exception):

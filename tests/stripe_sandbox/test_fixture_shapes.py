@@ -21,7 +21,6 @@ value (or null) passes.
 """
 
 import json
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -259,10 +258,8 @@ def samples(stripe_fixtures: dict[str, Any]) -> Iterator[Samples]:
     receiver = Receiver()
     try:
         sandbox.add_endpoint(receiver.url)
-        started = time.monotonic()
-        collected = Driver(sandbox).run(receiver)
-        assert time.monotonic() - started < 60
-        yield collected
+        # Not timed: the waits inside (wait_idle, wait_for) bound it if something hangs.
+        yield Driver(sandbox).run(receiver)
     finally:
         receiver.stop()
         sandbox.stop()

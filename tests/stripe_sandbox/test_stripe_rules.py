@@ -3,7 +3,6 @@ first request is still executing is a 409 `idempotency_key_in_use`, and a Checko
 Session's amount obeys Stripe's minimum and maximum charge and currency rules."""
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -54,7 +53,7 @@ def test_a_second_request_while_the_first_with_its_key_executes_is_a_409_in_use(
     options: Any = {"idempotency_key": "slow-order-1"}
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(client.v1.checkout.sessions.create, params=params, options=options)
-        time.sleep(0.3)  # the first request is now inside its latency
+        sandbox.wait_executing(idempotency_key="slow-order-1")
         with pytest.raises(stripe.StripeError) as caught:
             client.v1.checkout.sessions.create(params=params, options=options)
         created = first.result(10)
