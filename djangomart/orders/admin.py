@@ -349,8 +349,12 @@ class OrderAdmin(admin.ModelAdmin[Order]):
 
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         def do(order: Order, user: User | None, reason: str) -> str:
-            order_staff_cancel(order_id=order.pk, user=user, reason=reason)
-            return "The order was canceled and its stock released."
+            canceled = order_staff_cancel(order_id=order.pk, user=user, reason=reason)
+            done = "The order was canceled and its stock released."
+            if canceled.amount_paid:
+                paid = format_amount(canceled.amount_paid, canceled.currency)
+                return f"{done} Stripe received {paid} for it: refund that in Stripe."
+            return done
 
         return self._staff_action(
             request,

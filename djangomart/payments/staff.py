@@ -5,8 +5,9 @@ reason that goes on the timeline with the staff member.
 Stripe first, with no lock held: the order's Checkout Session is expired (if still open)
 before anything changes here, so that nobody can pay an order staff just ended. When
 Stripe answers that the customer completed it first (paid, or a delayed payment
-submitted), that answer wins: the session is applied as the webhook would apply it, and
-a cancel is refused. Stripe unreachable: nothing changes.
+submitted), the session is applied as the webhook would apply it, and when that pays
+the order (or a delayed payment may still pay it) Stripe's answer wins over the staff
+action. Stripe unreachable: nothing changes.
 """
 
 import logging
@@ -135,11 +136,16 @@ def _session_close(order: Order) -> _AtStripe:
 def _session_apply(
     order_id: UUID, at_stripe: _AtStripe, *, user: User | None, action: str, what: str
 ) -> Order:
-    """Applies the completed session as the webhook would, and notes that it overtook the
-    staff action (`action` its code, `what` its name)."""
+    """Applies the completed session as the webhook would. When that settles the order
+    (paid) or may still settle it (a delayed payment processing), the staff action
+    (`action` its code, `what` its name) is overtaken, and a note says so."""
     assert at_stripe.session is not None
     order = orders_lock([order_id])[order_id]
     checkout_session_apply(order, at_stripe.session)
+    if at_stripe.paid and order.is_pending():
+        # Paid at Stripe, but not what the order asks (amount, currency: flagged): that
+        # payment does not pay the order, and deciding about it is the staff action.
+        return order
     order_note(
         order,
         OrderEvent.Kind.NOTE,
@@ -161,8 +167,11 @@ def _processing_message(action: str) -> str:
 
 def order_staff_cancel(*, order_id: UUID, user: User | None, reason: str) -> Order:
     """Cancels a pending order (its stock released) for `reason`. Its Checkout Session is
-    expired at Stripe first; one the customer already completed is applied instead and
-    CheckoutSessionComplete raised. Raises OrderNotPending, StaffReasonInvalid,
+    expired at Stripe first; one the customer already completed is applied instead, and
+    when that pays the order (or a delayed payment is processing) CheckoutSessionComplete
+    is raised. A payment that does not pay the order (an amount or currency mismatch,
+    flagged) does not stop the cancel: the money stays recorded on the canceled order,
+    with its flag, for staff to refund. Raises OrderNotPending, StaffReasonInvalid,
     PaymentProviderError (nothing changed)."""
     reason = staff_reason_clean(reason)
     # Twice at most: a session stored while Stripe was being asked (checkout was still
@@ -174,10 +183,13 @@ def order_staff_cancel(*, order_id: UUID, user: User | None, reason: str) -> Ord
             applied = _session_apply(order_id, at_stripe, user=user, action="cancel", what="Cancel")
             if not at_stripe.paid:
                 raise CheckoutSessionComplete(_processing_message("canceled"))
-            raise CheckoutSessionComplete(
-                "The customer already paid at Stripe: the order was not canceled; the payment "
-                f"was applied and the order is {applied.status}."
-            )
+            if not applied.is_pending():
+                raise CheckoutSessionComplete(
+                    "The customer already paid at Stripe: the order was not canceled; the "
+                    f"payment was applied and the order is {applied.status}."
+                )
+            # Paid, but the payment does not pay the order (flagged): canceling it is how
+            # staff end it, after refunding the money in Stripe.
         with transaction.atomic():
             locked = orders_lock([order_id])[order_id]
             if locked.stripe_checkout_session_id != at_stripe.session_id:

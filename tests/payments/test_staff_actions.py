@@ -137,6 +137,25 @@ def test_cancel_when_the_customer_already_paid_at_stripe_applies_the_payment_ins
     assert session_at_stripe(sandbox, session_id).status == "complete"
 
 
+def test_cancel_of_an_order_whose_payment_does_not_match_cancels_and_says_to_refund(
+    client: Client, staff_client: Client, sandbox: SandboxServer
+) -> None:
+    """Paid at Stripe, but not the order's total (its price snapshot says 41.00 USD):
+    that payment never pays the order, so staff can end it, and must refund."""
+    order, session_id = checkout(client)
+    Order.objects.filter(pk=order.pk).update(subtotal=4100, total=4100)
+    sandbox.control(f"checkout/sessions/{session_id}/pay", {"card": PAID_CARD})
+    response = post(staff_client, order, "cancel", reason="Price changed; refunded.")
+    assert texts(response) == [
+        "The order was canceled and its stock released. Stripe received 40.00 USD for it: "
+        "refund that in Stripe."
+    ]
+    order.refresh_from_db()
+    assert (order.status, order.amount_paid, stock()) == ("canceled", 4000, (500, 0))
+    assert (order.needs_attention, order.attention_reasons) == (True, ["amount_mismatch"])
+    assert not order.events.filter(kind=OrderEvent.Kind.NOTE, data__action="cancel").exists()
+
+
 def test_cancel_refused_by_stripe_because_the_customer_paid_between_its_two_calls(
     client: Client, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -299,6 +318,21 @@ def test_accept_as_paid_after_an_underpayment_keeps_the_money_facts(
     order.refresh_from_db()
     assert (order.status, order.payment_status, order.amount_paid) == ("paid", "unpaid", 1)
     assert stock() == (498, 0)
+
+
+def test_accept_as_paid_of_a_payment_stripe_holds_for_another_amount(
+    client: Client, sandbox: SandboxServer
+) -> None:
+    order, session_id = checkout(client)
+    Order.objects.filter(pk=order.pk).update(subtotal=4100, total=4100)
+    sandbox.control(f"checkout/sessions/{session_id}/pay", {"card": PAID_CARD})
+    client.post(f"/api/v1/orders/{order.pk}/sync", HTTP_X_ORDER_TOKEN=order.access_token)
+    order.refresh_from_db()
+    assert (order.status, order.attention_reasons) == ("pending", ["amount_mismatch"])
+    outcome = order_staff_accept_paid(order_id=order.pk, user=None, reason="1.00 USD off: fine.")
+    assert not outcome.paid_by_stripe
+    order.refresh_from_db()
+    assert (order.status, order.amount_paid, stock()) == ("paid", 4000, (498, 0))
 
 
 def test_accept_as_paid_while_a_delayed_payment_is_processing_is_refused(
