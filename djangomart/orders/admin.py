@@ -1,17 +1,33 @@
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
+from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import quote
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import quote, unquote
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from djangomart.core.errors import DomainError
 from djangomart.money import format_amount
 from djangomart.orders.models import Order, OrderEvent, OrderLine, OrderNeedingAttention
-from djangomart.orders.services import order_attention_resolve
+from djangomart.orders.selectors import orders_timeline_seen
+from djangomart.orders.services import (
+    STAFF_REASON_MAX_LENGTH,
+    StaffReasonInvalid,
+    order_attention_resolve,
+)
 from djangomart.payments.models import StripeEvent
+from djangomart.payments.staff import order_staff_accept_paid, order_staff_cancel
 
 # Amounts are shown as "178.00 USD" (djangomart.money), never as bare minor units.
 MONEY_FIELDS = [
@@ -70,12 +86,72 @@ class OrderEventInline(admin.TabularInline[OrderEvent, Order]):
         "from_status",
         "to_status",
         "stripe_event_id",
+        "staff_user",
         "message",
     )
     can_delete = False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OrderEvent]:
+        return super().get_queryset(request).select_related("staff_user")
+
     def has_add_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
         return False
+
+
+# A timeline entry's id is a bigint: a larger number in a form is not one.
+MAX_ID = 2**63 - 1
+# Reason codes as order_flag writes them; anything else in a submitted form is not one.
+_REASON_CODE = re.compile(r"^[a-z0-9_]{1,64}$")
+
+
+class StaffReasonForm(forms.Form):
+    """Why a staff member acts; the service checks the same rule (staff_reason_clean)."""
+
+    reason = forms.CharField(
+        max_length=STAFF_REASON_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Goes on the order's timeline with your name.",
+    )
+
+
+class ReasonCodesField(forms.MultipleChoiceField):
+    """Reason codes the page showed: the choices are what the form was rendered with."""
+
+    def valid_value(self, value: str) -> bool:
+        return bool(_REASON_CODE.match(value)) and super().valid_value(value)
+
+
+class AttentionResolveForm(StaffReasonForm):
+    """The reasons shown when the page was rendered travel with the form (`shown`, and
+    `seen_through`, the last timeline entry shown): only those can be cleared."""
+
+    shown = forms.MultipleChoiceField(widget=forms.MultipleHiddenInput, required=False)
+    reasons = ReasonCodesField(
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        label="Resolved reasons",
+        help_text="Only the reasons ticked here are cleared; any raised since stay.",
+    )
+    seen_through = forms.IntegerField(widget=forms.HiddenInput, min_value=0, max_value=MAX_ID)
+    field_order = ["reasons", "reason"]
+
+    def __init__(self, *args: Any, shown: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["reason"].label = "What you did"
+        choices = [(code, code) for code in shown if _REASON_CODE.match(code)]
+        for name in ("shown", "reasons"):
+            field = self.fields[name]
+            assert isinstance(field, forms.MultipleChoiceField)
+            field.choices = choices
+
+
+@dataclass(frozen=True)
+class StaffAction:
+    """A button on the order page: its URL when it applies, else why it does not."""
+
+    label: str
+    url: str | None
+    why_not: str = ""
 
 
 @admin.register(Order)
@@ -155,8 +231,214 @@ class OrderAdmin(admin.ModelAdmin[Order]):
         # A page to read, not a form: no Save buttons (Close instead). The change
         # permission stays, so that the actions that need it keep working.
         read_only = {"show_save": False, "show_save_and_continue": False}
+        order = self.get_object(request, unquote(object_id))
+        if order is not None and self.has_change_permission(request, order):
+            read_only["staff_actions"] = self._staff_actions(order)  # type: ignore[assignment]
         return super().change_view(
             request, object_id, form_url, {**read_only, **(extra_context or {})}
+        )
+
+    change_form_template = "admin/orders/order/change_form.html"
+
+    def _url(self, name: str, *args: Any) -> str:
+        info = f"{self.opts.app_label}_{self.opts.model_name}"
+        return reverse(f"admin:{info}_{name}", args=args, current_app=self.admin_site.name)
+
+    def _staff_actions(self, order: Order) -> list[StaffAction]:
+        pk = quote(order.pk)
+        not_pending = f"The order is {order.status}, not pending."
+        not_flagged = "The order does not need attention."
+        pending, flagged = order.is_pending(), order.needs_attention
+        return [
+            StaffAction("Cancel order", self._url("cancel", pk) if pending else None, not_pending),
+            StaffAction(
+                "Accept as paid",
+                self._url("accept_paid", pk) if pending and flagged else None,
+                not_flagged if pending else not_pending,
+            ),
+            StaffAction(
+                "Resolve attention", self._url("resolve", pk) if flagged else None, not_flagged
+            ),
+        ]
+
+    def get_urls(self) -> list[URLPattern]:
+        info = f"{self.opts.app_label}_{self.opts.model_name}"
+        wrap = self.admin_site.admin_view  # staff login, never cached, CSRF-checked
+        return [
+            path("<path:object_id>/cancel/", wrap(self.cancel_view), name=f"{info}_cancel"),
+            path(
+                "<path:object_id>/accept-paid/",
+                wrap(self.accept_paid_view),
+                name=f"{info}_accept_paid",
+            ),
+            path("<path:object_id>/resolve/", wrap(self.resolve_view), name=f"{info}_resolve"),
+            *super().get_urls(),
+        ]
+
+    def _order_for_action(self, request: HttpRequest, object_id: str) -> Order | HttpResponse:
+        if request.method not in ("GET", "HEAD", "POST"):
+            return HttpResponseNotAllowed(["GET", "POST"])
+        order = self.get_object(request, unquote(object_id))
+        if order is None:
+            messages.warning(request, f"No order with id {object_id!r}.")
+            return HttpResponseRedirect(self._url("changelist"))
+        if not self.has_change_permission(request, order):
+            raise PermissionDenied
+        return order
+
+    def _action_page(
+        self,
+        request: HttpRequest,
+        order: Order,
+        form: forms.Form,
+        *,
+        title: str,
+        intro: str,
+        submit: str,
+        applies: str | None,
+    ) -> TemplateResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "order": order,
+            "total": format_amount(order.total, order.currency),
+            "form": form,
+            "title": title,
+            "intro": intro,
+            "submit": submit,
+            "not_applicable": applies,
+            "change_url": self._url("change", quote(order.pk)),
+        }
+        return TemplateResponse(request, "admin/orders/order/staff_action.html", context)
+
+    def _staff_action(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        do: Callable[[Order, User | None, str], str],
+        *,
+        title: str,
+        intro: str,
+        submit: str,
+        not_applicable: Callable[[Order], str | None],
+    ) -> HttpResponse:
+        """A confirmation form with the required reason; the service decides."""
+        order = self._order_for_action(request, object_id)
+        if isinstance(order, HttpResponse):
+            return order
+        form = StaffReasonForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            user = request.user if isinstance(request.user, User) else None
+            try:
+                messages.success(request, do(order, user, form.cleaned_data["reason"]))
+            except StaffReasonInvalid as exc:
+                form.add_error("reason", exc.message)
+            except DomainError as exc:
+                messages.error(request, exc.message)
+            if form.is_valid():
+                return HttpResponseRedirect(self._url("change", quote(order.pk)))
+        return self._action_page(
+            request,
+            order,
+            form,
+            title=title,
+            intro=intro,
+            submit=submit,
+            applies=not_applicable(order),
+        )
+
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        def do(order: Order, user: User | None, reason: str) -> str:
+            canceled = order_staff_cancel(order_id=order.pk, user=user, reason=reason)
+            done = "The order was canceled and its stock released."
+            if canceled.amount_paid:
+                paid = format_amount(canceled.amount_paid, canceled.currency)
+                return f"{done} Stripe received {paid} for it: refund that in Stripe."
+            return done
+
+        return self._staff_action(
+            request,
+            object_id,
+            do,
+            title="Cancel order",
+            intro="The Checkout Session is expired at Stripe first, so that nobody can pay it; "
+            "if the customer already paid (or submitted a bank debit), the order is not "
+            "canceled and the payment is applied instead. The reserved stock is released.",
+            submit="Cancel the order",
+            not_applicable=lambda o: None if o.is_pending() else f"The order is {o.status}.",
+        )
+
+    def accept_paid_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        def do(order: Order, user: User | None, reason: str) -> str:
+            outcome = order_staff_accept_paid(order_id=order.pk, user=user, reason=reason)
+            if outcome.paid_by_stripe:
+                return "Stripe's Checkout Session had paid the order: applied as a payment."
+            return (
+                "The order was accepted as paid and its stock sold. Its attention reasons "
+                "stay until you resolve them."
+            )
+
+        def not_applicable(order: Order) -> str | None:
+            if not order.is_pending():
+                return f"The order is {order.status}."
+            return None if order.needs_attention else "The order does not need attention."
+
+        return self._staff_action(
+            request,
+            object_id,
+            do,
+            title="Accept as paid",
+            intro="After checking the money in Stripe's dashboard: the order becomes paid and "
+            "its reserved stock is sold. An open Checkout Session is expired first so that "
+            "the customer cannot pay twice; a payment Stripe has for it is applied normally.",
+            submit="Accept as paid",
+            not_applicable=not_applicable,
+        )
+
+    def resolve_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        order = self._order_for_action(request, object_id)
+        if isinstance(order, HttpResponse):
+            return order
+        # What has been seen is read before the reasons shown: a flag committed in
+        # between is then after `seen_through`, and not cleared.
+        seen_through = orders_timeline_seen([order.pk])[order.pk]
+        order.refresh_from_db(fields=["needs_attention", "attention_reasons"])
+        if request.method == "POST":
+            form = AttentionResolveForm(request.POST, shown=request.POST.getlist("shown"))
+        else:
+            shown = list(order.attention_reasons)
+            form = AttentionResolveForm(
+                shown=shown,
+                initial={"shown": shown, "reasons": shown, "seen_through": seen_through},
+            )
+        if form.is_valid():
+            user = request.user if isinstance(request.user, User) else None
+            try:
+                cleared = order_attention_resolve(
+                    order_id=order.pk,
+                    user=user,
+                    reasons=form.cleaned_data["reasons"],
+                    note=form.cleaned_data["reason"],
+                    seen_through=form.cleaned_data["seen_through"],
+                )
+            except StaffReasonInvalid as exc:
+                form.add_error("reason", exc.message)
+            except DomainError as exc:
+                messages.error(request, exc.message)
+            else:
+                messages.success(request, _resolved_message(order.pk, cleared))
+            if form.is_valid():
+                return HttpResponseRedirect(self._url("change", quote(order.pk)))
+        not_flagged = None if order.needs_attention else "The order does not need attention."
+        return self._action_page(
+            request,
+            order,
+            form,
+            title="Resolve attention",
+            intro="Clears the reasons you tick, after you acted on them (see "
+            "docs/payments.md). A reason raised after this page was shown is not cleared.",
+            submit="Mark as resolved",
+            applies=not_flagged,
         )
 
     @admin.display(description="Stripe events")
@@ -190,17 +472,85 @@ class OrderAdmin(admin.ModelAdmin[Order]):
 
     actions = ["attention_resolve"]
 
-    @admin.action(description="Mark the attention as resolved (after acting on it)")
-    def attention_resolve(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
-        for order_id in queryset.filter(needs_attention=True).values_list("pk", flat=True):
-            order_attention_resolve(order_id=order_id, by=str(request.user))
-        messages.success(request, "The selected orders no longer need attention.")
+    @admin.action(
+        description="Mark the attention as resolved (after acting on it)", permissions=["change"]
+    )
+    def attention_resolve(
+        self, request: HttpRequest, queryset: QuerySet[Order]
+    ) -> TemplateResponse | None:
+        """First a confirmation page listing each order's reasons (carried as hidden
+        inputs), then, from that page, clears only those: a reason raised after the page
+        was shown stays."""
+        if request.POST.get("post") == "yes":
+            form = StaffReasonForm(request.POST)
+            if form.is_valid():
+                self._attention_resolve_selected(request, queryset, form.cleaned_data["reason"])
+                return None
+            # The note was missing: the same page again, with what it showed.
+            shown = {
+                order.pk: (request.POST.getlist(f"reasons-{order.pk}"),
+                           request.POST.get(f"seen-{order.pk}", "0"))
+                for order in queryset
+            }  # fmt: skip
+        else:
+            form = StaffReasonForm()
+            # What has been seen is read before the reasons shown (see resolve_view).
+            seen = orders_timeline_seen(queryset.values_list("pk", flat=True))
+            shown = {
+                order.pk: (list(order.attention_reasons), str(seen.get(order.pk, 0)))
+                for order in queryset.filter(needs_attention=True)
+            }
+        orders = [(order, *shown[order.pk]) for order in queryset.filter(pk__in=list(shown))]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Mark the attention as resolved",
+            "orders": orders,
+            "form": form,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/orders/order/attention_resolve.html", context)
+
+    def _attention_resolve_selected(
+        self, request: HttpRequest, queryset: QuerySet[Order], note: str
+    ) -> None:
+        user = request.user if isinstance(request.user, User) else None
+        for order in queryset:
+            reasons = [r for r in request.POST.getlist(f"reasons-{order.pk}") if r]
+            seen = request.POST.get(f"seen-{order.pk}", "")
+            try:
+                cleared = order_attention_resolve(
+                    order_id=order.pk,
+                    user=user,
+                    reasons=reasons,
+                    note=note,
+                    seen_through=min(int(seen), MAX_ID) if seen.isascii() and seen.isdigit() else 0,
+                )
+            except DomainError as exc:
+                messages.error(request, f"Order {order.pk}: {exc.message}")
+            else:
+                messages.success(request, _resolved_message(order.pk, cleared))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # orders come from checkout, never from the admin
 
     def has_delete_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
         return False
+
+
+def _resolved_message(order_id: UUID, cleared: list[str]) -> str:
+    order = Order.objects.get(pk=order_id)
+    if not cleared and order.needs_attention:
+        return (
+            f"Order {order_id}: nothing cleared; what you saw was flagged again or resolved "
+            "after the page was shown. Still needs attention: " + ", ".join(order.attention_reasons)
+        )
+    done = f"resolved {', '.join(cleared)}" if cleared else "no longer needs attention"
+    if order.needs_attention:
+        return f"Order {order_id}: {done}; still needs attention: " + ", ".join(
+            order.attention_reasons
+        )
+    return f"Order {order_id}: {done}; no longer needs attention."
 
 
 @admin.register(OrderNeedingAttention)

@@ -148,7 +148,8 @@ class OrderLine(models.Model):
 
 
 class OrderEvent(models.Model):
-    """One line of an order's timeline: what happened, and which Stripe event caused it."""
+    """One line of an order's timeline: what happened, and which Stripe event (or staff
+    member) caused it."""
 
     class Kind(models.TextChoices):
         CREATED = "created"
@@ -166,6 +167,15 @@ class OrderEvent(models.Model):
     from_status = models.CharField(max_length=16, blank=True)
     to_status = models.CharField(max_length=16, blank=True)
     stripe_event_id = models.CharField(max_length=255, blank=True, db_index=True)
+    # The staff member whose admin action caused the entry (cancel, accept as paid,
+    # attention resolved); kept as history when the account is deleted.
+    staff_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
     message = models.TextField(blank=True)
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

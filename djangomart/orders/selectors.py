@@ -1,10 +1,12 @@
+from collections.abc import Iterable
 from uuid import UUID
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Max
 from django.utils.crypto import constant_time_compare
 
 from djangomart.core.errors import NotFound
-from djangomart.orders.models import Order
+from djangomart.orders.models import Order, OrderEvent
 
 
 def order_get_for_client(
@@ -28,3 +30,20 @@ def order_get_by_checkout_session(*, session_id: str) -> Order | None:
         .filter(stripe_checkout_session_id=session_id)
         .first()
     )
+
+
+def orders_timeline_seen(order_ids: Iterable[UUID]) -> dict[UUID, int]:
+    """How far a page showing these orders has seen their timelines (the last entry's
+    id, 0 for none), read before the orders themselves: a flag raised after the page was
+    shown is later than this, and services.order_attention_resolve does not clear it.
+    One query."""
+    ids = list(order_ids)
+    rows = (
+        OrderEvent.objects.filter(order_id__in=ids)
+        .values("order_id")
+        .annotate(last=Max("pk"))
+        .values_list("order_id", "last")
+    )
+    seen = dict.fromkeys(ids, 0)
+    seen.update(dict(rows))
+    return seen

@@ -9,6 +9,10 @@ Every applied or refused transition is written to the order's timeline with the
 Stripe event that caused it.
 """
 
+from typing import Any
+
+from django.contrib.auth.models import User
+
 from djangomart.orders import stock
 from djangomart.orders.models import Order, OrderEvent
 
@@ -33,20 +37,34 @@ def can_transition(from_status: str, to_status: str) -> bool:
     return to_status in TRANSITIONS[from_status]
 
 
-def apply(order: Order, to_status: str, *, stripe_event_id: str = "", message: str = "") -> bool:
+def apply(
+    order: Order,
+    to_status: str,
+    *,
+    stripe_event_id: str = "",
+    message: str = "",
+    staff_user: User | None = None,
+    data: dict[str, Any] | None = None,
+) -> bool:
     """Moves `order` (locked by the caller) to `to_status` if the table allows it.
 
-    Returns whether it moved. Either way the attempt is on the timeline.
+    Returns whether it moved. Either way the attempt is on the timeline, with the Stripe
+    event or the staff member that caused it.
     """
     from_status = order.status
+    cause: dict[str, Any] = {
+        "stripe_event_id": stripe_event_id,
+        "staff_user": staff_user,
+        "message": message,
+        "data": data or {},
+    }
     if not can_transition(from_status, to_status):
         OrderEvent.objects.create(
             order=order,
             kind=OrderEvent.Kind.TRANSITION_REFUSED,
             from_status=from_status,
             to_status=to_status,
-            stripe_event_id=stripe_event_id,
-            message=message,
+            **cause,
         )
         return False
     order.status = to_status
@@ -56,8 +74,7 @@ def apply(order: Order, to_status: str, *, stripe_event_id: str = "", message: s
         kind=OrderEvent.Kind.TRANSITION,
         from_status=from_status,
         to_status=to_status,
-        stripe_event_id=stripe_event_id,
-        message=message,
+        **cause,
     )
     if to_status in RELEASES_STOCK:
         stock.stock_release(order)

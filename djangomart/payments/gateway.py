@@ -283,17 +283,30 @@ def checkout_session_create(
     return CheckoutSession(id=session.id, url=session.url or "")
 
 
-def checkout_session_expire(session_id: str) -> None:
-    """Expires an open session so that nobody can pay it (an expired one is left alone).
-    Both calls share one budget."""
+def checkout_session_expire(session_id: str) -> dict[str, Any]:
+    """Expires an open session so that nobody can pay it (an expired or complete one is
+    left alone) and returns the session as Stripe left it: `expired`, or `complete` when
+    the customer paid (or submitted a delayed payment) first. All calls share one budget."""
     with _budget():
         session = _call(_client().v1.checkout.sessions.retrieve, session_id)
-        if session.status == "open":
-            _call(
+        if session.status != "open":
+            return session.to_dict()
+        try:
+            expired = _call(
                 _client().v1.checkout.sessions.expire,
                 session_id,
                 options={"idempotency_key": f"checkout-expire:{session_id}"},
             )
+        except GatewayRejected as exc:
+            if isinstance(exc, GatewayNotFound):
+                raise
+            # Stripe expires open sessions only: the customer completed it between the
+            # two calls. What it is now is the answer.
+            session = _call(_client().v1.checkout.sessions.retrieve, session_id)
+            if session.status == "open":
+                raise
+            return session.to_dict()
+        return expired.to_dict()
 
 
 def checkout_session_retrieve(session_id: str) -> dict[str, Any]:

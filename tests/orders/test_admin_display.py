@@ -139,8 +139,11 @@ def test_actions_still_work_on_the_read_only_order_list(
 ) -> None:
     order = paid_order(client)
     Order.objects.filter(pk=order.pk).update(needs_attention=True, attention_reasons=["x"])
+    selected = {"action": "attention_resolve", "_selected_action": [str(order.pk)]}
+    assert staff_client.post("/admin/orders/order/", selected).status_code == 200
     response = staff_client.post(
-        "/admin/orders/order/", {"action": "attention_resolve", "_selected_action": [str(order.pk)]}
+        "/admin/orders/order/",
+        {**selected, "post": "yes", f"reasons-{order.pk}": ["x"], "reason": "Checked."},
     )
     assert response.status_code == 302
     assert not Order.objects.get(pk=order.pk).needs_attention

@@ -453,10 +453,19 @@ def test_staff_can_mark_an_orders_attention_as_resolved(
 ) -> None:
     order = order_build()
     deliver(client, "checkout.session.completed", session_object(order, amount_total=1))
+    selected = {"action": "attention_resolve", "_selected_action": [str(order.pk)]}
+    confirmation = staff_client.post("/admin/orders/order/", selected)
+    assert confirmation.status_code == 200  # a page listing the reasons it will clear
+    page = confirmation.content.decode()
+    assert f'name="reasons-{order.pk}" value="amount_mismatch"' in page
+    seen = re.search(rf'name="seen-{order.pk}" value="(\d+)"', page)
+    assert seen
     response = staff_client.post(
-        "/admin/orders/order/", {"action": "attention_resolve", "_selected_action": [str(order.pk)]}
-    )
+        "/admin/orders/order/",
+        {**selected, "post": "yes", f"reasons-{order.pk}": ["amount_mismatch"],
+         f"seen-{order.pk}": seen.group(1), "reason": "Refunded the difference."},
+    )  # fmt: skip
     assert response.status_code == 302
     order.refresh_from_db()
     assert (order.needs_attention, order.attention_reasons) == (False, [])
-    assert order.events.filter(message__startswith="Attention resolved by").exists()
+    assert order.events.filter(message__startswith="Attention resolved by staff").exists()
