@@ -21,7 +21,7 @@ from djangomart.catalog.models import Variant
 from djangomart.catalog.services import stock_reserve
 from djangomart.core.errors import DomainError, NotFound
 from djangomart.orders import transitions
-from djangomart.orders.locks import orders_lock, variants_lock
+from djangomart.orders.locks import idempotency_key_lock, orders_lock, variants_lock
 from djangomart.orders.models import Order, OrderEvent, OrderLine
 from djangomart.orders.services import order_flag, order_note
 from djangomart.payments import facts, gateway, ownership
@@ -271,7 +271,8 @@ def checkout_create(
                 customer_id=customer_id,
             )
         except IntegrityError:
-            # A concurrent request with the same Idempotency-Key won the insert.
+            # A concurrent request with the same Idempotency-Key won the insert (the key
+            # lock in _order_create serializes them; this is the database's last word).
             order = _existing_for_key(idempotency_key, fingerprint)
             if order is None:
                 raise
@@ -310,6 +311,14 @@ def _order_create(
     fingerprint: str,
     customer_id: int | None,
 ) -> Order:
+    if idempotency_key:
+        # A double-click: both requests missed the key. Without this lock the second
+        # would wait for the variants, then find the first's reservation and answer
+        # out_of_stock for the very units it reserved; with it, it finds the order.
+        idempotency_key_lock(idempotency_key)
+        existing = _existing_for_key(idempotency_key, fingerprint)
+        if existing is not None:
+            return existing
     found = Variant.objects.filter(sku__in=[ln.sku for ln in lines]).select_related("product")
     by_sku = {v.sku: v for v in found}
     for line in lines:

@@ -18,9 +18,11 @@ from django.test import Client
 from django.utils import timezone
 
 from djangomart.catalog.models import Variant
+from djangomart.catalog.services import variants_lock
 from djangomart.orders.models import Order
 from djangomart.payments import gateway
 from tests.orders.conftest import checkout_body, checkout_post
+from tests.payments.race_helpers import held_transaction, lock_waiters_wait
 from tests.stripe_sandbox.harness import SandboxServer
 
 pytestmark = pytest.mark.django_db
@@ -394,6 +396,42 @@ def test_concurrent_requests_with_the_same_idempotency_key_create_exactly_one_or
     assert len({a.json()["checkout_session_id"] for a in answers}) == 1
     assert Order.objects.count() == 1
     assert stock("TEE-M") == 10 - 2
+    assert len(sessions_on_stripe(sandbox)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_double_click_on_the_last_unit_answers_both_clicks_with_the_one_order(
+    goods: None, sandbox: SandboxServer
+) -> None:
+    """Both clicks miss the key (no order yet) and queue for the variant that another
+    transaction holds. The second click is the same request: it must get the first's
+    order (201) or be told to retry (409 checkout_in_progress), not that the unit it just
+    reserved is gone (409 out_of_stock)."""
+    variant = Variant.objects.get(sku="POSTER-A2")  # the last unit
+    body = checkout_body(lines=[{"sku": "POSTER-A2", "quantity": 1}])
+    barrier = threading.Barrier(2)
+
+    def click() -> Any:
+        try:
+            barrier.wait(10)
+            return checkout_post(Client(), body, HTTP_IDEMPOTENCY_KEY="double-click-7f3a9c2e4b1d")
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(2) as pool:
+        with held_transaction(lambda: variants_lock([variant.pk])):
+            futures = [pool.submit(click) for _ in range(2)]
+            lock_waiters_wait(2)  # one on the variant, one on the key (or the variant)
+        answers = [f.result(60) for f in futures]
+
+    order = Order.objects.get()
+    for answer in answers:
+        assert answer.status_code in (201, 409), answer.content
+        if answer.status_code == 201:
+            assert answer.json()["order"]["id"] == str(order.id)
+        else:
+            assert answer.json()["code"] == "checkout_in_progress", answer.content
+    assert stock("POSTER-A2") == 0
     assert len(sessions_on_stripe(sandbox)) == 1
 
 
