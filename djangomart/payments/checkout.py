@@ -375,6 +375,15 @@ def _session_ensure(order: Order) -> CheckoutResult:
         return CheckoutResult(order, order.checkout_url, order.stripe_checkout_session_id)
     if not order.is_pending():
         raise PaymentProviderUnavailable(id=str(order.id), access_token=order.access_token)
+    # One budget for every Stripe call of this request (the session, and expiring it
+    # again if the order was canceled meanwhile), so that the request ends inside the web
+    # worker's timeout (settings.py checks the arithmetic).
+    with gateway.budget():
+        return _session_create(order)
+
+
+def _session_create(order: Order) -> CheckoutResult:
+    """_session_ensure's Stripe part, for a pending order without a session."""
     lines = [
         gateway.CheckoutLine(name=ln.name, unit_amount=ln.unit_price, quantity=ln.quantity)
         for ln in order.lines.order_by("pk")

@@ -19,6 +19,7 @@ from djangomart.catalog.selectors import variant_available
 from djangomart.orders.models import Order
 from tests.conftest import make_product
 from tests.orders.conftest import checkout_body, checkout_post
+from tests.payments.stripe_proxy import Handler, StripeProxy
 from tests.stripe_sandbox.harness import SandboxServer
 
 pytestmark = pytest.mark.django_db
@@ -160,6 +161,54 @@ def test_a_double_click_outwaiting_the_budget_is_409_checkout_in_progress_never_
     assert again.json()["checkout_session_id"] == created.json()["checkout_session_id"]
     assert Order.objects.get().status == "pending"
     assert available("TEE-M") == 10 - 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_double_click_whose_first_attempt_met_a_transient_500_does_not_cancel_the_order(
+    goods: None, sandbox: SandboxServer, stripe_proxy: Any, settings: Any
+) -> None:
+    """Click 1's first attempt gets a 500 (an answer: Stripe processed nothing); click 2's
+    request, same key, is then executing at Stripe, so click 1's retries get 409
+    idempotency_key_in_use until its budget ends. Nothing of click 1's is executing at
+    Stripe, so the key is click 2's: 409 checkout_in_progress, the order left alone; click
+    2 then gets its session (201)."""
+    settings.STRIPE_RETRY_BUDGET = 4.0
+    first_arrived, second_forwarded = threading.Event(), threading.Event()
+
+    def rule(proxy: StripeProxy, method: str, path: str, n: int, h: Handler, body: bytes) -> bool:
+        if (method, path) != ("POST", "/v1/checkout/sessions"):
+            return False
+        if n == 1:
+            first_arrived.set()
+            second_forwarded.wait(20)
+            time.sleep(0.1)  # click 2's request is now executing at the sandbox
+            h.answer_500()
+            return True
+        if n == 2:
+            second_forwarded.set()
+        return False
+
+    stripe_proxy(rule)
+    # Click 2's session takes 3 s at Stripe: within its own budget, but it finishes
+    # after click 1's budget is spent.
+    sandbox.configure(api_latency_min=3.0, api_latency_max=3.0)
+
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(_post_in_thread)
+        assert first_arrived.wait(20)
+        time.sleep(1.5)  # click 2 comes a moment later (and so has a later deadline)
+        second = pool.submit(_post_in_thread)
+        assert second_forwarded.wait(20)
+        time.sleep(0.3)
+        sandbox.configure(api_latency_min=0.0, api_latency_max=0.0)
+        answers = [first.result(60), second.result(60)]
+
+    order = Order.objects.get()
+    assert order.status == "pending", [a.json() for a in answers]
+    assert [a.status_code for a in answers] in ([409, 201], [201, 201]), [a.json() for a in answers]
+    if answers[0].status_code == 409:
+        assert answers[0].json()["code"] == "checkout_in_progress"
+    assert answers[1].json()["checkout_session_id"] == order.stripe_checkout_session_id
 
 
 # -- expires_at -----------------------------------------------------------------------

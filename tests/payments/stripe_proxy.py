@@ -1,7 +1,10 @@
-"""A proxy in front of the sandbox for the review tests: forwards every request to the
-sandbox over real HTTP, except those that a test asks it to answer itself (a 500
-before Stripe processed anything, or a body trickled out slowly)."""
+"""A proxy in front of the sandbox, as a real network or load balancer is: forwards every
+request to the sandbox over real HTTP, except those that a test's rule answers itself
+(a 500 before Stripe processed anything, a body trickled out slowly, a connection
+dropped after the request was sent). The `stripe_proxy` fixture (tests/payments/
+conftest.py) points the gateway at one."""
 
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -57,6 +60,12 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
+    def drop_connection(self) -> None:
+        """Closes the connection without an answer, as a network failure after the
+        request was sent does."""
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+
     def answer_trickled(self, payload: bytes, *, every: float) -> None:
         """A 200 whose body comes one byte at a time, `every` seconds apart."""
         self.send_response(200)
@@ -77,12 +86,12 @@ class _Server(ThreadingHTTPServer):
 
 
 class StripeProxy:
-    def __init__(self, upstream: str, rule: Rule | None = None) -> None:
+    def __init__(self, upstream: str, rule: Rule | None = None, *, port: int = 0) -> None:
         self.upstream = upstream
         self.rule = rule
         self.lock = threading.Lock()
         self.seen: dict[tuple[str, str], int] = {}
-        self.server = _Server(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", port), Handler)
         self.server.proxy = self
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
