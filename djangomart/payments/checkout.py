@@ -423,7 +423,7 @@ def _session_create(order: Order) -> CheckoutResult:
         )
         what = "refused" if rejected else "unavailable"
         current = _order_cancel_unless_session(
-            order.pk, reason=f"Payment provider {what}: {exc.message}"
+            order.pk, reason=f"Payment provider {what}: {exc.message}", key_release=not rejected
         )
         if current.stripe_checkout_session_id and current.checkout_url:
             # A concurrent retry of the same checkout got the session: answer with it.
@@ -460,11 +460,20 @@ def _session_create(order: Order) -> CheckoutResult:
 
 
 @transaction.atomic
-def _order_cancel_unless_session(order_id: UUID, *, reason: str) -> Order:
-    """Cancels the order (giving its stock back) unless it got a session meanwhile."""
+def _order_cancel_unless_session(order_id: UUID, *, reason: str, key_release: bool) -> Order:
+    """Cancels the order (giving its stock back) unless it got a session meanwhile.
+
+    With `key_release` (an outage) the order also lets go of its Idempotency-Key: the
+    502 says "try again later", and a retry with the same key must then start a new
+    order instead of getting this canceled one back for 24 hours (Stripe does not store
+    5xx answers either). A refusal keeps its key: the same request would be refused
+    again, as Stripe keeps its 4xx answers."""
     order = orders_lock([order_id])[order_id]
     if not order.stripe_checkout_session_id and order.is_pending():
         transitions.apply(order, Order.Status.CANCELED, message=reason)
+        if key_release and order.idempotency_key:
+            order.idempotency_key = None
+            order.save(update_fields=["idempotency_key", "updated_at"])
     return order
 
 

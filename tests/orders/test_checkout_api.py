@@ -21,6 +21,7 @@ from djangomart.catalog.models import Variant
 from djangomart.catalog.services import variants_lock
 from djangomart.orders.models import Order
 from djangomart.payments import gateway
+from tests.conftest import make_product
 from tests.orders.conftest import checkout_body, checkout_post
 from tests.payments.race_helpers import held_transaction, lock_waiters_wait
 from tests.stripe_sandbox.harness import SandboxServer
@@ -462,7 +463,32 @@ def test_when_stripe_cannot_be_reached_the_order_is_canceled_and_its_stock_relea
     assert stock("TEE-M") == 10
 
 
-def test_a_retry_after_stripe_failed_returns_the_same_canceled_order_and_no_second_one(
+def test_a_retry_with_the_same_key_after_an_outage_starts_a_new_order_once_stripe_is_back(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    """An outage answers 502 payment_provider_unavailable, "try again later". A client
+    that does, with the same Idempotency-Key as retries should, must not get the
+    canceled order's 502 again for 24 hours: a transient failure is not the key's final
+    answer (Stripe does not store 5xx results either)."""
+    sandbox.configure(api_error_rate=1.0)
+    first = checkout_post(client, HTTP_IDEMPOTENCY_KEY="flaky-network-0123456789abcdef")
+    assert (first.status_code, first.json()["code"]) == (502, "payment_provider_unavailable")
+
+    sandbox.configure(api_error_rate=0.0)  # Stripe is back
+    again = checkout_post(client, HTTP_IDEMPOTENCY_KEY="flaky-network-0123456789abcdef")
+
+    assert again.status_code == 201, again.json()
+    assert again.json()["order"]["id"] != first.json()["id"]
+    canceled = Order.objects.get(pk=first.json()["id"])
+    assert (canceled.status, canceled.idempotency_key) == ("canceled", None)
+    assert stock("TEE-M") == 10 - 2  # the canceled order's units came back
+    # And the key now belongs to the new order, like any key.
+    third = checkout_post(client, HTTP_IDEMPOTENCY_KEY="flaky-network-0123456789abcdef")
+    assert third.json()["order"]["id"] == again.json()["order"]["id"]
+    assert Order.objects.count() == 2
+
+
+def test_a_refused_connection_also_lets_the_key_go(
     goods: None, sandbox: SandboxServer, client: Client, settings: Any
 ) -> None:
     settings.STRIPE_API_BASE = f"http://127.0.0.1:{closed_port()}"
@@ -471,10 +497,25 @@ def test_a_retry_after_stripe_failed_returns_the_same_canceled_order_and_no_seco
     settings.STRIPE_API_BASE = sandbox.url
     gateway.client_reset()
     again = checkout_post(client, HTTP_IDEMPOTENCY_KEY="flaky-network-0123456789abcdef")
-    assert (first.status_code, again.status_code) == (502, 502)
+    assert (first.status_code, again.status_code) == (502, 201)
+    assert Order.objects.get(pk=first.json()["id"]).status == "canceled"
+
+
+def test_a_retry_with_the_same_key_after_a_refusal_gets_the_canceled_order_again(
+    db: None, sandbox: SandboxServer, client: Client
+) -> None:
+    """A refusal (4xx) is the key's answer, as Stripe keeps 4xx answers: the same request
+    would be refused again, so no second order is made (and no second reservation)."""
+    make_product("sticker", variants=[("STICKER", 10, 5)])  # under Stripe's 50-cent minimum
+    body = checkout_body(lines=[{"sku": "STICKER", "quantity": 1}])
+    first = checkout_post(client, body, HTTP_IDEMPOTENCY_KEY="refused-0123456789abcdef")
+    assert (first.status_code, first.json()["code"]) == (502, "payment_provider_rejected")
+    again = checkout_post(client, body, HTTP_IDEMPOTENCY_KEY="refused-0123456789abcdef")
+    assert again.status_code == 502
     assert again.json()["id"] == first.json()["id"]
-    assert Order.objects.get().status == "canceled"
-    assert stock("TEE-M") == 10
+    assert Order.objects.count() == 1
+    assert Order.objects.get().idempotency_key is not None
+    assert stock("STICKER") == 5
 
 
 class StripeDown:
