@@ -258,6 +258,17 @@ class CheckoutLine:
     quantity: int
 
 
+# Stripe's limit for a line item's product_data.name, in characters. The shop's names
+# ("<product> <variant label>") can be longer; the order keeps the full one.
+LINE_ITEM_NAME_MAX = 250
+
+
+def _line_item_name(name: str) -> str:
+    if len(name) <= LINE_ITEM_NAME_MAX:
+        return name
+    return name[: LINE_ITEM_NAME_MAX - 1].rstrip() + "\N{HORIZONTAL ELLIPSIS}"
+
+
 @functools.cache
 def _client() -> stripe.StripeClient:
     options: dict[str, Any] = {
@@ -388,7 +399,7 @@ def checkout_session_create(
                 "price_data": {
                     "currency": currency,
                     "unit_amount": line.unit_amount,
-                    "product_data": {"name": line.name},
+                    "product_data": {"name": _line_item_name(line.name)},
                 },
             }
             for line in lines

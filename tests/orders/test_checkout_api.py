@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 
-from djangomart.catalog.models import Variant
+from djangomart.catalog.models import Product, Variant
 from djangomart.catalog.services import variants_lock
 from djangomart.orders.models import Order
 from djangomart.payments import gateway
@@ -163,6 +163,33 @@ def test_the_checkout_session_has_the_order_lines_at_database_prices(
     ]
     assert {i["currency"] for i in lines_sent} == {"usd"}
     assert all(i["description"] for i in lines_sent)
+
+
+def test_a_variant_with_a_long_product_name_and_label_can_be_bought(
+    db: None, sandbox: SandboxServer, client: Client
+) -> None:
+    """Stripe takes at most 250 characters as a line item's name; the shop sends
+    "<product name> <variant label>", up to 200 + 1 + 120 characters. The name sent is
+    cut with an ellipsis; the order line keeps it whole."""
+    product = make_product("long", variants=[("LONG-1", 2500, 5)])
+    # Within the model's limits (name 200, label 120), as the admin would save them.
+    Product.objects.filter(pk=product.pk).update(name="Organic cotton tee " * 10)
+    Variant.objects.filter(sku="LONG-1").update(label="Size M / Heather grey / Long sleeve " * 3)
+    full = f"{'Organic cotton tee ' * 10} {'Size M / Heather grey / Long sleeve ' * 3}".strip()
+    assert len(full) > 250
+
+    response = checkout_post(client, checkout_body(lines=[{"sku": "LONG-1", "quantity": 1}]))
+
+    assert response.status_code == 201, response.json()
+    assert Order.objects.get().lines.get().name == full
+    items = sandbox.client().v1.checkout.sessions.line_items.list(
+        response.json()["checkout_session_id"]
+    )
+    sent = items.data[0].description
+    assert sent is not None
+    assert len(sent) <= 250
+    assert sent.endswith("\N{HORIZONTAL ELLIPSIS}")
+    assert full.startswith(sent[:-1])
 
 
 def test_the_checkout_session_expires_at_the_time_stored_on_the_order(
