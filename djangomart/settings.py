@@ -13,6 +13,8 @@ import django_stubs_ext
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from djangomart.core.redirects import redirect_url_problem
+
 # Typed generics such as ModelAdmin[Product] must be subscriptable at run time.
 django_stubs_ext.monkeypatch()
 
@@ -126,6 +128,14 @@ CHECKOUT_REDIRECT_HOSTS: list[str] = [
     ]
     if host.strip()
 ]
+# Checked now, with checkout's own rule, rather than at the first checkout that uses the
+# defaults (whose 422 would blame a client that sent no URL).
+for _name, _url in (("FRONTEND_URL", FRONTEND_URL), ("PUBLIC_URL", PUBLIC_URL)):
+    if _url and redirect_url_problem(_url, CHECKOUT_REDIRECT_HOSTS) is not None:
+        raise ImproperlyConfigured(
+            f"{_name} must be an absolute http(s) URL such as https://shop.example (ASCII, "
+            f"no user name or spaces), not {_url!r}: Stripe sends customers back there."
+        )
 # Stripe allows 30 minutes to 24 hours; stock stays reserved that long (at least
 # CHECKOUT_SESSION_MIN_MINUTES, see djangomart/payments/checkout.py).
 CHECKOUT_EXPIRY_MINUTES: int = env.int("CHECKOUT_EXPIRY_MINUTES", default=60)
@@ -138,6 +148,11 @@ if not 30 <= CHECKOUT_EXPIRY_MINUTES <= 1440:
 STRIPE_EVENT_MAX_ATTEMPTS: int = env.int("STRIPE_EVENT_MAX_ATTEMPTS", default=8)
 # Pending orders the reconciliation job looks at per run (each has its own next check).
 RECONCILE_BATCH_SIZE: int = env.int("RECONCILE_BATCH_SIZE", default=200)
+if RECONCILE_BATCH_SIZE < 1:
+    raise ImproperlyConfigured(
+        f"RECONCILE_BATCH_SIZE must be at least 1 (orders per reconciliation run), "
+        f"not {RECONCILE_BATCH_SIZE}."
+    )
 
 INSTALLED_APPS = [
     "django.contrib.admin",

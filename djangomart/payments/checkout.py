@@ -9,7 +9,6 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 from uuid import UUID
 
 from django.conf import settings
@@ -20,6 +19,7 @@ from django.utils import timezone
 from djangomart.catalog.models import Variant
 from djangomart.catalog.services import stock_reserve
 from djangomart.core.errors import DomainError, NotFound
+from djangomart.core.redirects import RedirectProblem, redirect_url_problem
 from djangomart.orders import transitions
 from djangomart.orders.locks import idempotency_key_lock, orders_lock, variants_lock
 from djangomart.orders.models import Order, OrderEvent, OrderLine
@@ -163,28 +163,19 @@ IDEMPOTENCY_KEY_LOCATION = "header.Idempotency-Key"
 
 
 def redirect_url_check(url: str, field: str) -> str:
-    """success_url / cancel_url must point at a configured frontend host. URLs that
-    browsers and urlsplit could read differently (user info, backslashes, control
-    characters) are refused outright, as are URLs urlsplit cannot read."""
-    try:
-        parts = urlsplit(url)
-        hostname = parts.hostname
-        parts.port  # noqa: B018  (raises ValueError for a port that is not a number 0-65535)
-    except ValueError:
-        hostname = None
-    if (
-        hostname is None
-        or parts.scheme not in ("http", "https")
-        or "@" in parts.netloc
-        or "\\" in url
-        or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url)
-    ):
+    """success_url / cancel_url must point at a configured frontend host (the rule:
+    core.redirects, which settings.py also applies to the defaults at start)."""
+    problem = redirect_url_problem(url, settings.CHECKOUT_REDIRECT_HOSTS)
+    if problem is RedirectProblem.NOT_ABSOLUTE:
         raise InvalidCheckout(
-            f"{field} must be an absolute http(s) URL.", location=field, kind="url", field=field
+            f"{field} must be an absolute http(s) URL.",
+            location=field,
+            kind=problem.value,
+            field=field,
         )
-    if hostname.lower() not in settings.CHECKOUT_REDIRECT_HOSTS:
+    if problem is RedirectProblem.OTHER_HOST:
         raise InvalidCheckout(
-            f"{field} must be on an allowed host.", location=field, kind="url_host", field=field
+            f"{field} must be on an allowed host.", location=field, kind=problem.value, field=field
         )
     return url
 
