@@ -9,9 +9,12 @@ from urllib.parse import urlsplit
 
 class RedirectProblem(Enum):
     # Not an absolute http(s) URL that browsers and urlsplit read alike.
-    NOT_ABSOLUTE = "url"
+    NOT_ABSOLUTE = "not_absolute"
+    # A character outside ASCII: clients percent-encode them (RFC 3986), as the OpenAPI
+    # schema's pattern says; browsers and Stripe could encode a raw one differently.
+    NOT_ASCII = "not_ascii"
     # On a host that is not allowed.
-    OTHER_HOST = "url_host"
+    OTHER_HOST = "other_host"
 
 
 def redirect_url_problem(url: str, hosts: Collection[str]) -> RedirectProblem | None:
@@ -24,6 +27,8 @@ def redirect_url_problem(url: str, hosts: Collection[str]) -> RedirectProblem | 
         parts.port  # noqa: B018  (raises ValueError for a port that is not a number 0-65535)
     except ValueError:
         hostname = None
+    if not url.isascii():
+        return RedirectProblem.NOT_ASCII
     if (
         hostname is None
         or parts.scheme not in ("http", "https")

@@ -162,21 +162,25 @@ GUEST_IDEMPOTENCY_KEY_MIN_LENGTH = 16
 IDEMPOTENCY_KEY_LOCATION = "header.Idempotency-Key"
 
 
+# What a client is told about each problem with its success_url / cancel_url: the
+# message (with the field's name) and the `type` in `details`.
+_REDIRECT_PROBLEMS = {
+    RedirectProblem.NOT_ABSOLUTE: ("{field} must be an absolute http(s) URL.", "url"),
+    RedirectProblem.NOT_ASCII: (
+        "{field} must be an absolute http(s) URL in ASCII: percent-encode other characters.",
+        "url",
+    ),
+    RedirectProblem.OTHER_HOST: ("{field} must be on an allowed host.", "url_host"),
+}
+
+
 def redirect_url_check(url: str, field: str) -> str:
     """success_url / cancel_url must point at a configured frontend host (the rule:
     core.redirects, which settings.py also applies to the defaults at start)."""
     problem = redirect_url_problem(url, settings.CHECKOUT_REDIRECT_HOSTS)
-    if problem is RedirectProblem.NOT_ABSOLUTE:
-        raise InvalidCheckout(
-            f"{field} must be an absolute http(s) URL.",
-            location=field,
-            kind=problem.value,
-            field=field,
-        )
-    if problem is RedirectProblem.OTHER_HOST:
-        raise InvalidCheckout(
-            f"{field} must be on an allowed host.", location=field, kind=problem.value, field=field
-        )
+    if problem is not None:
+        message, kind = _REDIRECT_PROBLEMS[problem]
+        raise InvalidCheckout(message.format(field=field), location=field, kind=kind, field=field)
     return url
 
 
