@@ -120,21 +120,26 @@ class CheckoutSessionUnknown(PaymentProviderError):
 # Stripe wants a session's expires_at 30 minutes to 24 hours after it creates the session.
 # The session is created a moment after the order (longer when Stripe is slow, or when a
 # client retries after 409 checkout_in_progress), and our clock may be a little ahead of
-# Stripe's; every attempt must send the same expires_at (same idempotency key, identical
-# parameters). So expires_at is fixed once, at order creation, far enough ahead to stay
-# valid for that margin: CHECKOUT_EXPIRY_MINUTES, but at least 30 + 5 minutes. A retry
-# later than the margin is answered by Stripe from its idempotency store if the session
-# was made, or refused (payment_provider_rejected, the order canceled) if it never was.
+# or behind Stripe's; every attempt must send the same expires_at (same idempotency key,
+# identical parameters). So expires_at is fixed once, at order creation, with a margin at
+# both ends: CHECKOUT_EXPIRY_MINUTES, but at least 30 + 5 minutes and at most 24 hours - 5
+# minutes. A retry later than the margin is answered by Stripe from its idempotency store
+# if the session was made, or refused (payment_provider_rejected, the order canceled) if
+# it never was.
 CHECKOUT_SESSION_MARGIN = timedelta(minutes=5)
 STRIPE_SESSION_MIN_LIFETIME = timedelta(minutes=30)
+STRIPE_SESSION_MAX_LIFETIME = timedelta(hours=24)
 
 
 def checkout_expires_at(created: datetime) -> datetime:
     """When an order created at `created` and its Checkout Session expire (whole seconds,
     as Stripe's expires_at)."""
-    lifetime = max(
-        timedelta(minutes=settings.CHECKOUT_EXPIRY_MINUTES),
-        STRIPE_SESSION_MIN_LIFETIME + CHECKOUT_SESSION_MARGIN,
+    lifetime = min(
+        max(
+            timedelta(minutes=settings.CHECKOUT_EXPIRY_MINUTES),
+            STRIPE_SESSION_MIN_LIFETIME + CHECKOUT_SESSION_MARGIN,
+        ),
+        STRIPE_SESSION_MAX_LIFETIME - CHECKOUT_SESSION_MARGIN,
     )
     return (created + lifetime).replace(microsecond=0)
 

@@ -17,6 +17,7 @@ from django.utils import timezone
 from djangomart.catalog.models import Variant
 from djangomart.catalog.selectors import variant_available
 from djangomart.orders.models import Order
+from stripe_sandbox.state import SANDBOX
 from tests.conftest import make_product
 from tests.orders.conftest import checkout_body, checkout_post
 from tests.payments.stripe_proxy import Handler, StripeProxy
@@ -227,6 +228,22 @@ def test_the_shortest_expiry_still_gives_stripe_30_minutes_when_the_call_is_late
     order = Order.objects.get()
     assert session.expires_at == int(order.expires_at.timestamp())
     assert session.expires_at - session.created >= 30 * 60
+
+
+def test_the_longest_allowed_expiry_survives_our_clock_being_a_second_ahead_of_stripes(
+    goods: None, sandbox: SandboxServer, client: Client, settings: Any
+) -> None:
+    """1440 minutes is allowed (30 to 1440, Stripe's limits), but exactly 24 hours from
+    our clock is more than 24 hours from Stripe's when Stripe's is a little behind."""
+    settings.CHECKOUT_EXPIRY_MINUTES = 1440
+    sandbox.app[SANDBOX].store.clock_offset = -2  # Stripe's clock two seconds behind ours
+    before = timezone.now()
+    response = checkout_post(client)
+    assert response.status_code == 201, response.json()
+    order = Order.objects.get()
+    assert order.status == "pending"
+    # Capped at 24 hours minus the 5-minute margin, and the stock reserved as long.
+    assert 1434 * 60 <= (order.expires_at - before).total_seconds() <= 1435 * 60
 
 
 def test_the_order_expires_with_its_session(
