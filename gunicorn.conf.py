@@ -11,8 +11,8 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
 wsgi_app = "djangomart.wsgi:application"
 # A worker silent for this long is killed (the client gets no answer at all). Explicit
-# because the Stripe budget is checked against it: settings.py refuses a
-# STRIPE_RETRY_BUDGET over a third of WEB_TIMEOUT, so a checkout always ends first.
+# because the Stripe budget is checked against it: settings.py refuses a budget plus
+# timeouts that would not end 5 s before WEB_TIMEOUT, so a checkout always ends first.
 timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
 # Gunicorn's own lines (boot, signals, WORKER TIMEOUT, "Error handling request" with
 # its traceback) as JSON on stdout, like the application's: the master gets the root

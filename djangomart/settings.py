@@ -14,6 +14,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from djangomart.core.logging import json_stdout_logging
+from djangomart.core.redirects import redirect_url_problem
 
 # Typed generics such as ModelAdmin[Product] must be subscriptable at run time.
 django_stubs_ext.monkeypatch()
@@ -62,11 +63,15 @@ STRIPE_WEBHOOK_SECRETS: list[str] = [
 # A Stripe-compatible server (the sandbox); empty means Stripe itself.
 STRIPE_API_BASE: str = env.str("STRIPE_API_BASE", default="")
 # Bounded time (docs/payments.md, "Talking to Stripe"): seconds per HTTP attempt to
-# connect and to wait for the answer, and the wall-clock budget for all attempts of one
-# call. The budget must end well inside the web worker's timeout (WEB_TIMEOUT, which
-# gunicorn.conf.py reads too): a checkout makes at most two budgeted calls (create the
-# session; expire it if the order was canceled meanwhile) plus its database work.
+# connect and to wait for the answer, and the wall-clock budget that all Stripe calls of
+# one request share (a checkout: create the session, and expire it if the order was
+# canceled meanwhile). An attempt begun just before the budget ends may still connect
+# and wait for bytes once more, so a request's Stripe part ends at the latest budget +
+# connect + read after it began; that must leave WEB_TIMEOUT_MARGIN seconds for the
+# database work before the web worker's timeout (WEB_TIMEOUT, which gunicorn.conf.py
+# reads too).
 WEB_TIMEOUT: int = env.int("WEB_TIMEOUT", default=30)
+WEB_TIMEOUT_MARGIN = 5
 STRIPE_CONNECT_TIMEOUT: float = env.float("STRIPE_CONNECT_TIMEOUT", default=3.0)
 STRIPE_READ_TIMEOUT: float = env.float("STRIPE_READ_TIMEOUT", default=8.0)
 STRIPE_RETRY_BUDGET: float = env.float("STRIPE_RETRY_BUDGET", default=10.0)
@@ -74,10 +79,14 @@ if not 0 < STRIPE_CONNECT_TIMEOUT <= STRIPE_RETRY_BUDGET:
     raise ImproperlyConfigured("STRIPE_CONNECT_TIMEOUT must be > 0 and <= STRIPE_RETRY_BUDGET.")
 if not 0 < STRIPE_READ_TIMEOUT <= STRIPE_RETRY_BUDGET:
     raise ImproperlyConfigured("STRIPE_READ_TIMEOUT must be > 0 and <= STRIPE_RETRY_BUDGET.")
-if STRIPE_RETRY_BUDGET * 3 > WEB_TIMEOUT:
+if STRIPE_RETRY_BUDGET + STRIPE_CONNECT_TIMEOUT + STRIPE_READ_TIMEOUT > (
+    WEB_TIMEOUT - WEB_TIMEOUT_MARGIN
+):
     raise ImproperlyConfigured(
-        f"STRIPE_RETRY_BUDGET ({STRIPE_RETRY_BUDGET:g} s) must be at most a third of "
-        f"WEB_TIMEOUT ({WEB_TIMEOUT} s), so that a checkout ends before the worker is killed."
+        f"STRIPE_RETRY_BUDGET + STRIPE_CONNECT_TIMEOUT + STRIPE_READ_TIMEOUT "
+        f"({STRIPE_RETRY_BUDGET + STRIPE_CONNECT_TIMEOUT + STRIPE_READ_TIMEOUT:g} s) must be "
+        f"at most WEB_TIMEOUT ({WEB_TIMEOUT} s) minus {WEB_TIMEOUT_MARGIN} s, so that a "
+        "checkout ends before the web worker is killed."
     )
 
 # Payment engine.
@@ -120,6 +129,14 @@ CHECKOUT_REDIRECT_HOSTS: list[str] = [
     ]
     if host.strip()
 ]
+# Checked now, with checkout's own rule, rather than at the first checkout that uses the
+# defaults (whose 422 would blame a client that sent no URL).
+for _name, _url in (("FRONTEND_URL", FRONTEND_URL), ("PUBLIC_URL", PUBLIC_URL)):
+    if _url and redirect_url_problem(_url, CHECKOUT_REDIRECT_HOSTS) is not None:
+        raise ImproperlyConfigured(
+            f"{_name} must be an absolute http(s) URL such as https://shop.example (ASCII, "
+            f"no user name or spaces), not {_url!r}: Stripe sends customers back there."
+        )
 # Stripe allows 30 minutes to 24 hours; stock stays reserved that long (at least
 # CHECKOUT_SESSION_MIN_MINUTES, see djangomart/payments/checkout.py).
 CHECKOUT_EXPIRY_MINUTES: int = env.int("CHECKOUT_EXPIRY_MINUTES", default=60)
@@ -132,6 +149,11 @@ if not 30 <= CHECKOUT_EXPIRY_MINUTES <= 1440:
 STRIPE_EVENT_MAX_ATTEMPTS: int = env.int("STRIPE_EVENT_MAX_ATTEMPTS", default=8)
 # Pending orders the reconciliation job looks at per run (each has its own next check).
 RECONCILE_BATCH_SIZE: int = env.int("RECONCILE_BATCH_SIZE", default=200)
+if RECONCILE_BATCH_SIZE < 1:
+    raise ImproperlyConfigured(
+        f"RECONCILE_BATCH_SIZE must be at least 1 (orders per reconciliation run), "
+        f"not {RECONCILE_BATCH_SIZE}."
+    )
 
 INSTALLED_APPS = [
     "django.contrib.admin",

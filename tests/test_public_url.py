@@ -3,6 +3,8 @@ shop has a FRONTEND_URL, and the admin's "View site" link."""
 
 import json
 
+import pytest
+
 from tests.test_settings import PRODUCTION_KEY, manage
 
 SCRIPT = (
@@ -62,3 +64,57 @@ def test_production_with_neither_address_refuses_to_start() -> None:
     result = manage("check", DEBUG="0", SECRET_KEY=PRODUCTION_KEY, ALLOWED_HOSTS="*")
     assert result.returncode != 0
     assert "Set PUBLIC_URL" in result.stderr
+
+
+# What the first checkout without success_url / cancel_url would do in that deployment.
+FIRST_CHECKOUT = (
+    "from django.conf import settings as s; "
+    "from djangomart.payments.checkout import redirect_url_check; "
+    "redirect_url_check(s.CHECKOUT_SUCCESS_URL, 'success_url'); "
+    "redirect_url_check(s.CHECKOUT_CANCEL_URL, 'cancel_url'); print('usable')"
+)
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        pytest.param({"PUBLIC_URL": "backend.example"}, "PUBLIC_URL", id="PUBLIC_URL no scheme"),
+        pytest.param(
+            {"PUBLIC_URL": "ftp://backend.example"}, "PUBLIC_URL", id="PUBLIC_URL not http(s)"
+        ),
+        pytest.param(
+            {"PUBLIC_URL": "https://ops@backend.example"}, "PUBLIC_URL", id="PUBLIC_URL user info"
+        ),
+        pytest.param({"FRONTEND_URL": "shop.example"}, "FRONTEND_URL", id="FRONTEND_URL no scheme"),
+    ],
+)
+def test_a_return_address_that_checkout_would_refuse_refuses_to_start(
+    env: dict[str, str], variable: str
+) -> None:
+    """Validated at start, like the other settings: otherwise the process starts and
+    every checkout relying on the default return URLs is answered 422 "success_url must
+    be an absolute http(s) URL", blaming a client that sent no URL at all."""
+    environment = {"DEBUG": "0", "SECRET_KEY": PRODUCTION_KEY, "ALLOWED_HOSTS": "api.example"}
+    environment.update(env)
+    started = manage("check", **environment)
+    if started.returncode == 0:
+        first = manage("shell", "-c", FIRST_CHECKOUT, **environment)
+        pytest.fail(
+            "started with an unusable return address; the first checkout then says: "
+            + (first.stderr.strip().splitlines() or ["?"])[-1]
+        )
+    assert "ImproperlyConfigured" in started.stderr
+    assert f"{variable} must be an absolute http(s) URL" in started.stderr
+
+
+def test_every_return_address_that_starts_is_one_checkout_accepts() -> None:
+    for env in (
+        {"PUBLIC_URL": "https://backend.example/"},
+        {"PUBLIC_URL": "http://127.0.0.1:8000"},
+        {"FRONTEND_URL": "https://shop.example/store"},
+        {},  # https:// + the first ALLOWED_HOSTS name
+    ):
+        environment = {"DEBUG": "0", "SECRET_KEY": PRODUCTION_KEY, "ALLOWED_HOSTS": "api.example"}
+        result = manage("shell", "-c", FIRST_CHECKOUT, **environment, **env)
+        assert result.returncode == 0, (env, result.stderr)
+        assert result.stdout.strip().splitlines()[-1] == "usable"

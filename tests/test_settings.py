@@ -82,3 +82,9 @@ def test_settings_read_the_documented_variables() -> None:
         False, ["a.example", "b.example"], 9123, "shopdb", True,
         "sk_test_fake", ["whsec_old", "whsec_new"], "http://127.0.0.1:12111",
     ]  # fmt: skip
+
+
+def test_a_reconcile_batch_size_under_1_refuses_to_start() -> None:
+    result = manage("check", DEBUG="1", RECONCILE_BATCH_SIZE="0")
+    assert result.returncode != 0
+    assert "RECONCILE_BATCH_SIZE must be at least 1" in result.stderr

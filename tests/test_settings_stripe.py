@@ -25,7 +25,8 @@ def read_settings(**env: str) -> list[float]:
 def test_the_defaults_bound_a_stripe_call_well_inside_the_worker_timeout() -> None:
     connect, read, budget, web_timeout, expiry = read_settings()
     assert (connect, read, budget, web_timeout, expiry) == (3.0, 8.0, 10.0, 30, 60)
-    assert budget * 3 <= web_timeout
+    # An attempt begun just before the budget ends may take one more connect and read.
+    assert budget + connect + read <= web_timeout - 5
 
 
 def test_the_documented_variables_are_read() -> None:
@@ -48,8 +49,17 @@ def test_a_checkout_expiry_outside_stripes_30_to_1440_minutes_refuses_to_start(
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"STRIPE_RETRY_BUDGET": "20"}, "must be at most a third of WEB_TIMEOUT (30 s)"),
-        ({"WEB_TIMEOUT": "20"}, "must be at most a third of WEB_TIMEOUT (20 s)"),
+        ({"STRIPE_RETRY_BUDGET": "20"}, "(31 s) must be at most WEB_TIMEOUT (30 s) minus 5 s"),
+        ({"WEB_TIMEOUT": "20"}, "(21 s) must be at most WEB_TIMEOUT (20 s) minus 5 s"),
+        # Within a third of WEB_TIMEOUT, but the last attempt's timeouts would reach it.
+        (
+            {
+                "STRIPE_RETRY_BUDGET": "10",
+                "STRIPE_CONNECT_TIMEOUT": "8",
+                "STRIPE_READ_TIMEOUT": "10",
+            },
+            "(28 s) must be at most WEB_TIMEOUT (30 s) minus 5 s",
+        ),
         ({"STRIPE_READ_TIMEOUT": "0"}, "STRIPE_READ_TIMEOUT must be > 0"),
         ({"STRIPE_CONNECT_TIMEOUT": "-1"}, "STRIPE_CONNECT_TIMEOUT must be > 0"),
         ({"STRIPE_READ_TIMEOUT": "11"}, "STRIPE_READ_TIMEOUT must be > 0 and <= STRIPE_RETRY"),

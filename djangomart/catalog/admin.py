@@ -1,3 +1,4 @@
+import uuid
 from typing import Any
 
 from django import forms
@@ -31,6 +32,19 @@ class CategoryAdmin(admin.ModelAdmin[Category]):
     prepopulated_fields = {"slug": ["name"]}
 
 
+class FormTokenField(forms.UUIDField):
+    """A hidden one-time token, new each time the form is rendered (`initial` is called
+    then). It is never a change of the variant: a row with only a token is unchanged."""
+
+    widget = forms.HiddenInput
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(required=False, initial=uuid.uuid4, **kwargs)
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        return False
+
+
 class VariantForm(forms.ModelForm[Variant]):
     """A variant's own fields, plus a stock change recorded in the ledger.
 
@@ -39,6 +53,11 @@ class VariantForm(forms.ModelForm[Variant]):
     broken), which is checked and applied under the variant's row lock. The admin
     validates and saves in one transaction, so the lock taken in `clean` is held until
     the change is saved.
+
+    A relative change has a hazard an absolute number does not: the same form sent
+    twice (a double-click on Save, a browser resubmit) would record it twice. The page
+    carries a one-time token (`stock_token`) that the movement stores; a form whose
+    token already recorded its change is refused with a form error, nothing changed.
     """
 
     stock_change = forms.IntegerField(
@@ -53,6 +72,7 @@ class VariantForm(forms.ModelForm[Variant]):
         choices=[(r.value, r.label) for r in Reason if r in STAFF_REASONS],
     )
     stock_note = forms.CharField(required=False, max_length=500)
+    stock_token = FormTokenField()
 
     class Meta:
         model = Variant
@@ -69,8 +89,17 @@ class VariantForm(forms.ModelForm[Variant]):
             # Already locked (in pk order) by the product's inline formset, or locked
             # here for a single variant; either way read now, under the lock.
             current = variants_lock([self.instance.pk])[self.instance.pk]
+        token = cleaned.get("stock_token")
+        if token is None:
+            # Only a form rendered before the token existed, or not by the admin at all.
+            self.add_error(
+                "stock_change", "This page is out of date: reload it and enter the change again."
+            )
+            return cleaned
         try:
-            stock_change_check(current, delta, cleaned.get("stock_reason") or Reason.RESTOCK)
+            stock_change_check(
+                current, delta, cleaned.get("stock_reason") or Reason.RESTOCK, form_token=token
+            )
         except StockChangeRefused as exc:
             self.add_error("stock_change", exc.message)
         return cleaned
@@ -88,6 +117,7 @@ class VariantForm(forms.ModelForm[Variant]):
             reason=self.cleaned_data.get("stock_reason") or Reason.RESTOCK,
             staff_user=staff_user,
             note=self.cleaned_data.get("stock_note") or "",
+            form_token=self.cleaned_data.get("stock_token"),
         )
 
 
@@ -138,6 +168,7 @@ class VariantInline(StockFieldsMixin, admin.TabularInline[Variant, Product]):
         "stock_change",
         "stock_reason",
         "stock_note",
+        "stock_token",
     ]
     readonly_fields = ["price_display", "on_hand_display", "reserved", "available_display"]
     ordering = ["position", "pk"]
@@ -214,6 +245,7 @@ class VariantAdmin(StockFieldsMixin, admin.ModelAdmin[Variant]):
                     "stock_change",
                     "stock_reason",
                     "stock_note",
+                    "stock_token",
                     "ledger_link",
                 ],
                 "description": "On hand changes only through a recorded stock change;"

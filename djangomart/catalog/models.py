@@ -144,6 +144,11 @@ class StockMovement(models.Model):
         related_name="stock_movements",
     )
     note = models.CharField(max_length=500, blank=True)
+    # The one-time token of the admin form that recorded a staff change: the same form
+    # sent twice (a double-click on Save, a browser resubmit) must not record it twice.
+    # Unique per variant, not alone: the product page's "Add another" rows are copies of
+    # one rendered row and so share a token.
+    form_token = models.UUIDField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -160,6 +165,9 @@ class StockMovement(models.Model):
                 fields=["order", "variant"],
                 condition=Q(reason="sale"),
                 name="stockmove_one_sale_per_order_variant",
+            ),
+            models.UniqueConstraint(
+                fields=["variant", "form_token"], name="stockmove_one_per_form_token"
             ),
         ]
 

@@ -28,6 +28,10 @@ class StockChangeRefused(DomainError):
     code = "stock_change_refused"
 
 
+class StockChangeAlreadyRecorded(StockChangeRefused):
+    """The form that carries this change was sent before and its change recorded."""
+
+
 def variants_lock(ids: Iterable[int]) -> dict[int, Variant]:
     """Locks the variants in pk order and returns them freshly read. Inside atomic()."""
     rows = (
@@ -80,9 +84,23 @@ def stock_sell(quantities: Mapping[int, int], *, order_id: UUID) -> list[StockMo
     return movements
 
 
-def stock_change_check(variant: Variant, delta: int, reason: str) -> None:
+def stock_change_check(
+    variant: Variant, delta: int, reason: str, *, form_token: UUID | None = None
+) -> None:
     """Raises StockChangeRefused unless staff may apply `delta` to `variant` (as read
-    under its lock): a staff reason, not zero, and not below what is reserved."""
+    under its lock): a staff reason, not zero, and not below what is reserved; and
+    StockChangeAlreadyRecorded when the form carrying it (`form_token`) already recorded
+    its change. Under the variant's lock, a second submission waits for the first one's
+    commit and then sees its movement."""
+    if (
+        form_token is not None
+        and variant.pk is not None
+        and StockMovement.objects.filter(variant_id=variant.pk, form_token=form_token).exists()
+    ):
+        raise StockChangeAlreadyRecorded(
+            f"{variant.sku}: this stock change was already recorded (the form was sent "
+            "twice); nothing was changed now. Reload the page to enter another change."
+        )
     if reason not in STAFF_REASONS:
         raise StockChangeRefused(f"{reason!r} is not a reason staff can record.")
     if delta == 0:
@@ -105,10 +123,11 @@ def stock_change(
     reason: str,
     staff_user: User | None,
     note: str = "",
+    form_token: UUID | None = None,
 ) -> StockMovement:
     """Staff's restock, adjustment or return on a locked variant: a relative change of
     on_hand plus its movement. Raises StockChangeRefused (nothing changed)."""
-    stock_change_check(variant, delta, reason)
+    stock_change_check(variant, delta, reason, form_token=form_token)
     Variant.objects.filter(pk=variant.pk).update(on_hand=F("on_hand") + delta)
     _refresh_stock(variant)
     return StockMovement.objects.create(
@@ -118,6 +137,7 @@ def stock_change(
         reason=reason,
         staff_user=staff_user,
         note=note,
+        form_token=form_token,
     )
 
 

@@ -1,14 +1,27 @@
 """Row locks, always taken in one global order so that no two transactions deadlock:
-the Stripe event's claim (payments.inbox), then orders, then variants; each set in
-primary-key order. Variants are locked by the catalog's helper (also used by the
-admin's stock changes), so there is one way to lock them."""
+first one advisory lock, either the Stripe event's claim (payments.inbox) or a
+checkout's Idempotency-Key (never both in one transaction), then orders, then
+variants; each set in primary-key order. Variants are locked by the catalog's helper
+(also used by the admin's stock changes), so there is one way to lock them."""
 
 from collections.abc import Iterable
 from uuid import UUID
 
+from django.db import connection
+
 from djangomart.catalog import services as catalog_services
 from djangomart.catalog.models import Variant
 from djangomart.orders.models import Order
+
+
+def idempotency_key_lock(key_hash: str) -> None:
+    """Serializes checkouts carrying one stored (scoped, hashed) Idempotency-Key until the
+    transaction ends, so that a double-click finds the first click's order instead of
+    queueing for its variants and finding them sold. Taken before any row lock. The lock
+    number is the hash's first 64 bits (it is already a SHA-256). Inside atomic()."""
+    number = int.from_bytes(bytes.fromhex(key_hash[:16]), "big", signed=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [number])
 
 
 def orders_lock(ids: Iterable[UUID]) -> dict[UUID, Order]:

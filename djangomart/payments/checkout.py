@@ -9,7 +9,6 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 from uuid import UUID
 
 from django.conf import settings
@@ -20,8 +19,9 @@ from django.utils import timezone
 from djangomart.catalog.models import Variant
 from djangomart.catalog.services import stock_reserve
 from djangomart.core.errors import DomainError, NotFound
+from djangomart.core.redirects import RedirectProblem, redirect_url_problem
 from djangomart.orders import transitions
-from djangomart.orders.locks import orders_lock, variants_lock
+from djangomart.orders.locks import idempotency_key_lock, orders_lock, variants_lock
 from djangomart.orders.models import Order, OrderEvent, OrderLine
 from djangomart.orders.services import order_flag, order_note
 from djangomart.payments import facts, gateway, ownership
@@ -120,21 +120,26 @@ class CheckoutSessionUnknown(PaymentProviderError):
 # Stripe wants a session's expires_at 30 minutes to 24 hours after it creates the session.
 # The session is created a moment after the order (longer when Stripe is slow, or when a
 # client retries after 409 checkout_in_progress), and our clock may be a little ahead of
-# Stripe's; every attempt must send the same expires_at (same idempotency key, identical
-# parameters). So expires_at is fixed once, at order creation, far enough ahead to stay
-# valid for that margin: CHECKOUT_EXPIRY_MINUTES, but at least 30 + 5 minutes. A retry
-# later than the margin is answered by Stripe from its idempotency store if the session
-# was made, or refused (payment_provider_rejected, the order canceled) if it never was.
+# or behind Stripe's; every attempt must send the same expires_at (same idempotency key,
+# identical parameters). So expires_at is fixed once, at order creation, with a margin at
+# both ends: CHECKOUT_EXPIRY_MINUTES, but at least 30 + 5 minutes and at most 24 hours - 5
+# minutes. A retry later than the margin is answered by Stripe from its idempotency store
+# if the session was made, or refused (payment_provider_rejected, the order canceled) if
+# it never was.
 CHECKOUT_SESSION_MARGIN = timedelta(minutes=5)
 STRIPE_SESSION_MIN_LIFETIME = timedelta(minutes=30)
+STRIPE_SESSION_MAX_LIFETIME = timedelta(hours=24)
 
 
 def checkout_expires_at(created: datetime) -> datetime:
     """When an order created at `created` and its Checkout Session expire (whole seconds,
     as Stripe's expires_at)."""
-    lifetime = max(
-        timedelta(minutes=settings.CHECKOUT_EXPIRY_MINUTES),
-        STRIPE_SESSION_MIN_LIFETIME + CHECKOUT_SESSION_MARGIN,
+    lifetime = min(
+        max(
+            timedelta(minutes=settings.CHECKOUT_EXPIRY_MINUTES),
+            STRIPE_SESSION_MIN_LIFETIME + CHECKOUT_SESSION_MARGIN,
+        ),
+        STRIPE_SESSION_MAX_LIFETIME - CHECKOUT_SESSION_MARGIN,
     )
     return (created + lifetime).replace(microsecond=0)
 
@@ -162,30 +167,25 @@ GUEST_IDEMPOTENCY_KEY_MIN_LENGTH = 16
 IDEMPOTENCY_KEY_LOCATION = "header.Idempotency-Key"
 
 
+# What a client is told about each problem with its success_url / cancel_url: the
+# message (with the field's name) and the `type` in `details`.
+_REDIRECT_PROBLEMS = {
+    RedirectProblem.NOT_ABSOLUTE: ("{field} must be an absolute http(s) URL.", "url"),
+    RedirectProblem.NOT_ASCII: (
+        "{field} must be an absolute http(s) URL in ASCII: percent-encode other characters.",
+        "url",
+    ),
+    RedirectProblem.OTHER_HOST: ("{field} must be on an allowed host.", "url_host"),
+}
+
+
 def redirect_url_check(url: str, field: str) -> str:
-    """success_url / cancel_url must point at a configured frontend host. URLs that
-    browsers and urlsplit could read differently (user info, backslashes, control
-    characters) are refused outright, as are URLs urlsplit cannot read."""
-    try:
-        parts = urlsplit(url)
-        hostname = parts.hostname
-        parts.port  # noqa: B018  (raises ValueError for a port that is not a number 0-65535)
-    except ValueError:
-        hostname = None
-    if (
-        hostname is None
-        or parts.scheme not in ("http", "https")
-        or "@" in parts.netloc
-        or "\\" in url
-        or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url)
-    ):
-        raise InvalidCheckout(
-            f"{field} must be an absolute http(s) URL.", location=field, kind="url", field=field
-        )
-    if hostname.lower() not in settings.CHECKOUT_REDIRECT_HOSTS:
-        raise InvalidCheckout(
-            f"{field} must be on an allowed host.", location=field, kind="url_host", field=field
-        )
+    """success_url / cancel_url must point at a configured frontend host (the rule:
+    core.redirects, which settings.py also applies to the defaults at start)."""
+    problem = redirect_url_problem(url, settings.CHECKOUT_REDIRECT_HOSTS)
+    if problem is not None:
+        message, kind = _REDIRECT_PROBLEMS[problem]
+        raise InvalidCheckout(message.format(field=field), location=field, kind=kind, field=field)
     return url
 
 
@@ -271,7 +271,8 @@ def checkout_create(
                 customer_id=customer_id,
             )
         except IntegrityError:
-            # A concurrent request with the same Idempotency-Key won the insert.
+            # A concurrent request with the same Idempotency-Key won the insert (the key
+            # lock in _order_create serializes them; this is the database's last word).
             order = _existing_for_key(idempotency_key, fingerprint)
             if order is None:
                 raise
@@ -310,6 +311,14 @@ def _order_create(
     fingerprint: str,
     customer_id: int | None,
 ) -> Order:
+    if idempotency_key:
+        # A double-click: both requests missed the key. Without this lock the second
+        # would wait for the variants, then find the first's reservation and answer
+        # out_of_stock for the very units it reserved; with it, it finds the order.
+        idempotency_key_lock(idempotency_key)
+        existing = _existing_for_key(idempotency_key, fingerprint)
+        if existing is not None:
+            return existing
     found = Variant.objects.filter(sku__in=[ln.sku for ln in lines]).select_related("product")
     by_sku = {v.sku: v for v in found}
     for line in lines:
@@ -366,6 +375,15 @@ def _session_ensure(order: Order) -> CheckoutResult:
         return CheckoutResult(order, order.checkout_url, order.stripe_checkout_session_id)
     if not order.is_pending():
         raise PaymentProviderUnavailable(id=str(order.id), access_token=order.access_token)
+    # One budget for every Stripe call of this request (the session, and expiring it
+    # again if the order was canceled meanwhile), so that the request ends inside the web
+    # worker's timeout (settings.py checks the arithmetic).
+    with gateway.budget():
+        return _session_create(order)
+
+
+def _session_create(order: Order) -> CheckoutResult:
+    """_session_ensure's Stripe part, for a pending order without a session."""
     lines = [
         gateway.CheckoutLine(name=ln.name, unit_amount=ln.unit_price, quantity=ln.quantity)
         for ln in order.lines.order_by("pk")
@@ -405,7 +423,7 @@ def _session_ensure(order: Order) -> CheckoutResult:
         )
         what = "refused" if rejected else "unavailable"
         current = _order_cancel_unless_session(
-            order.pk, reason=f"Payment provider {what}: {exc.message}"
+            order.pk, reason=f"Payment provider {what}: {exc.message}", key_release=not rejected
         )
         if current.stripe_checkout_session_id and current.checkout_url:
             # A concurrent retry of the same checkout got the session: answer with it.
@@ -442,11 +460,20 @@ def _session_ensure(order: Order) -> CheckoutResult:
 
 
 @transaction.atomic
-def _order_cancel_unless_session(order_id: UUID, *, reason: str) -> Order:
-    """Cancels the order (giving its stock back) unless it got a session meanwhile."""
+def _order_cancel_unless_session(order_id: UUID, *, reason: str, key_release: bool) -> Order:
+    """Cancels the order (giving its stock back) unless it got a session meanwhile.
+
+    With `key_release` (an outage) the order also lets go of its Idempotency-Key: the
+    502 says "try again later", and a retry with the same key must then start a new
+    order instead of getting this canceled one back for 24 hours (Stripe does not store
+    5xx answers either). A refusal keeps its key: the same request would be refused
+    again, as Stripe keeps its 4xx answers."""
     order = orders_lock([order_id])[order_id]
     if not order.stripe_checkout_session_id and order.is_pending():
         transitions.apply(order, Order.Status.CANCELED, message=reason)
+        if key_release and order.idempotency_key:
+            order.idempotency_key = None
+            order.save(update_fields=["idempotency_key", "updated_at"])
     return order
 
 
@@ -523,12 +550,25 @@ class NoCheckoutSession(DomainError):
 def order_sync(*, order_id: UUID) -> Order:
     """The landing page's instant answer, and reconciliation's look: re-reads the session
     from Stripe (no lock held) and applies it with the same function the webhook uses.
-    A complete/unpaid session's PaymentIntent is read too (see _intent_read)."""
+    A complete/unpaid session's PaymentIntent is read too (see _intent_read); both reads
+    share one Stripe budget, so a sync ends within WEB_TIMEOUT like a checkout."""
     order = Order.objects.filter(pk=order_id).first()
     if order is None:
         raise NotFound("No such order.")
     if not order.stripe_checkout_session_id:
         raise NoCheckoutSession()
+    with gateway.budget():
+        session = _session_read(order)
+        intent = _intent_read(order, session)
+    with transaction.atomic():
+        locked = orders_lock([order_id])[order_id]
+        checkout_session_apply(locked, session, intent=intent)
+    return locked
+
+
+def _session_read(order: Order) -> dict[str, Any]:
+    """The order's Checkout Session from Stripe, or the sync's error for Stripe's answer."""
+    assert order.stripe_checkout_session_id is not None
     try:
         session = gateway.checkout_session_retrieve(order.stripe_checkout_session_id)
     except gateway.GatewayError as exc:
@@ -544,11 +584,7 @@ def order_sync(*, order_id: UUID) -> Order:
                 provider_code=exc.code,
             ) from exc
         raise PaymentProviderUnavailable("The payment provider could not be reached.") from exc
-    intent = _intent_read(order, session)
-    with transaction.atomic():
-        locked = orders_lock([order_id])[order_id]
-        checkout_session_apply(locked, session, intent=intent)
-    return locked
+    return session
 
 
 def _intent_read(order: Order, session: dict[str, Any]) -> dict[str, Any] | None:

@@ -5,14 +5,19 @@ create a second object. Callers must not hold database row locks while calling i
 Results come back as plain dicts (Stripe's JSON) or our dataclasses, not SDK objects.
 
 Time is bounded (docs/payments.md, "Talking to Stripe"): each HTTP attempt has a connect
-and a read timeout (STRIPE_CONNECT_TIMEOUT, STRIPE_READ_TIMEOUT), and all attempts of one
-logical call share one wall-clock budget (STRIPE_RETRY_BUDGET) that ends well inside the
+and a read timeout (STRIPE_CONNECT_TIMEOUT, STRIPE_READ_TIMEOUT), its body is read against
+the deadline, and all attempts of one logical call share one wall-clock budget
+(STRIPE_RETRY_BUDGET; `budget()` makes several calls share one) that ends well inside the
 web worker's timeout. We retry ourselves (the SDK's own retries are off) so that the
 budget holds and so that each kind of failure is retried as it deserves:
-- an outage (connection error, timeout, 5xx, 429) up to MAX_NETWORK_RETRIES times;
+- an outage (connection error, timeout, 5xx, 408, 429) up to MAX_NETWORK_RETRIES times;
 - 409 `idempotency_key_in_use` (another request with this key is still executing at
   Stripe, e.g. a double-click) until the budget ends, waiting for that request's answer;
 - a refusal (any other 4xx) never: the same request would be refused again.
+A key still in use when the budget ends is someone else's request (a double-click,
+GatewayIdempotencyInUse) unless one of this call's own attempts may still be executing
+at Stripe (it timed out or lost its connection after sending): then it is ours, hung,
+and the call is an outage (GatewayUnavailable).
 """
 
 import contextvars
@@ -27,6 +32,7 @@ from typing import Any, TypeVar
 
 import requests
 import stripe
+import urllib3
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
@@ -102,9 +108,26 @@ _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 )
 
 
+@dataclass
+class _CallState:
+    """What the HTTP attempts of the current logical call (one _call) left behind."""
+
+    # An attempt's request may have reached Stripe without its answer reaching us (a
+    # read timeout, a connection lost after sending, a 504): it may still be executing.
+    maybe_executing: bool = False
+
+
+_call_state: contextvars.ContextVar[_CallState | None] = contextvars.ContextVar(
+    "stripe_call_state", default=None
+)
+
+
 @contextmanager
-def _budget() -> Iterator[float]:
-    """One logical call's deadline; a call made inside another keeps the outer one."""
+def budget() -> Iterator[float]:
+    """A deadline of STRIPE_RETRY_BUDGET seconds from now for every Stripe call made
+    inside the block (one logical operation made of several calls, e.g. creating a
+    session and expiring it again); a budget opened inside another keeps the outer,
+    earlier deadline."""
     outer = _deadline.get()
     deadline = time.monotonic() + float(settings.STRIPE_RETRY_BUDGET)
     if outer is not None:
@@ -128,13 +151,98 @@ def _attempt_timeouts() -> tuple[float, float]:
     return connect, read
 
 
+def _may_be_executing(exc: requests.exceptions.RequestException) -> bool:
+    """Whether a failed HTTP attempt's request may have reached Stripe (and so may still
+    be executing there). Not when the connection was never made: refused, unresolvable,
+    a connect timeout, a failed TLS handshake. Urllib3 reports a failure to connect as
+    MaxRetryError(NewConnectionError / ConnectTimeoutError); a connection lost after the
+    request was sent is a ProtocolError."""
+    if isinstance(
+        exc,
+        requests.exceptions.ConnectTimeout
+        | requests.exceptions.SSLError
+        | requests.exceptions.ProxyError,
+    ):
+        return False
+    if isinstance(exc, requests.exceptions.Timeout):
+        return True
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        cause = exc.args[0] if exc.args else None
+        if isinstance(cause, urllib3.exceptions.MaxRetryError):
+            return not isinstance(cause.reason, urllib3.exceptions.ConnectTimeoutError)
+        return True
+    return False  # an invalid URL or the like: nothing was sent
+
+
+def _maybe_executing_note() -> None:
+    state = _call_state.get()
+    if state is not None:
+        state.maybe_executing = True
+
+
 class _BudgetedSession(requests.Session):
     """The SDK's HTTP session, with every request's timeouts taken from the settings and
-    the current budget (the SDK's RequestsClient would use one fixed timeout)."""
+    the current budget (the SDK's RequestsClient would use one fixed timeout), noting
+    for _call whether a failed attempt may still be executing at Stripe."""
 
     def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs["timeout"] = _attempt_timeouts()
-        return super().request(method, url, *args, **kwargs)
+        # The read timeout bounds each wait for the next bytes, not the whole answer: a
+        # body trickling in would hold the call past its budget. So the body is read
+        # here, piece by piece, against the deadline.
+        deadline = None if kwargs.get("stream") else _deadline.get()
+        if deadline is not None:
+            kwargs["stream"] = True
+        try:
+            response = super().request(method, url, *args, **kwargs)
+        except requests.exceptions.RequestException as exc:
+            if _may_be_executing(exc):
+                _maybe_executing_note()
+            raise
+        if response.status_code == 504:
+            # A gateway in front of Stripe gave up waiting for it: like our own read
+            # timeout, the request may still be executing behind it.
+            _maybe_executing_note()
+        if deadline is not None:
+            _body_read(response, deadline)
+        return response
+
+
+# Largest piece of an answer read at once; read1 returns as soon as any bytes arrive.
+_BODY_PIECE = 64 * 1024
+
+
+def _body_read(response: requests.Response, deadline: float) -> None:
+    """Reads a streamed answer's body into the response (as `stream=False` would) unless
+    the deadline passes before it is complete: then the connection is closed and
+    ReadTimeout raised, an outage for the SDK like any timeout. Stripe answered (its
+    status line came), so the request is not still executing there."""
+    raw = response.raw
+    pieces: list[bytes] = []
+    try:
+        while True:
+            # Returns what has arrived, waiting (at most the read timeout) only when
+            # nothing has: each wait starts before the deadline.
+            piece = raw.read1(_BODY_PIECE, decode_content=True)
+            if not piece:
+                break
+            pieces.append(piece)
+            # length_remaining: what Content-Length still promises (None when chunked).
+            if time.monotonic() >= deadline and raw.length_remaining != 0:
+                response.close()
+                raise requests.exceptions.ReadTimeout(
+                    "the answer did not arrive within STRIPE_RETRY_BUDGET", response=response
+                )
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.exceptions.ReadTimeout(exc, response=response) from exc
+    except urllib3.exceptions.SSLError as exc:
+        raise requests.exceptions.SSLError(exc, response=response) from exc
+    except urllib3.exceptions.ProtocolError as exc:
+        raise requests.exceptions.ConnectionError(exc, response=response) from exc
+    except urllib3.exceptions.DecodeError as exc:
+        raise requests.exceptions.ContentDecodingError(exc, response=response) from exc
+    response._content = b"".join(pieces)
+    response._content_consumed = True
 
 
 @dataclass(frozen=True)
@@ -148,6 +256,17 @@ class CheckoutLine:
     name: str
     unit_amount: int
     quantity: int
+
+
+# Stripe's limit for a line item's product_data.name, in characters. The shop's names
+# ("<product> <variant label>") can be longer; the order keeps the full one.
+LINE_ITEM_NAME_MAX = 250
+
+
+def _line_item_name(name: str) -> str:
+    if len(name) <= LINE_ITEM_NAME_MAX:
+        return name
+    return name[: LINE_ITEM_NAME_MAX - 1].rstrip() + "\N{HORIZONTAL ELLIPSIS}"
 
 
 @functools.cache
@@ -188,8 +307,11 @@ def _translate(exc: stripe.StripeError) -> GatewayError:
         if code == "idempotency_key_in_use":
             return GatewayIdempotencyInUse(message, **fields)
         return GatewayUnavailable(message, **fields)  # a conflict Stripe asks us to retry
-    if isinstance(exc, stripe.APIError) and (status is None or status >= 500 or status < 400):
-        # 5xx, or an answer that is not Stripe's JSON (a proxy's HTML page).
+    if isinstance(exc, stripe.APIError) and (
+        status is None or status >= 500 or status < 400 or status == 408
+    ):
+        # 5xx, 408 (Stripe or a proxy timed out waiting for our request), or an answer
+        # that is not Stripe's JSON (a proxy's HTML page).
         return GatewayUnavailable(message, **fields)
     if status == 404 and code == "resource_missing":
         return GatewayNotFound(message, **fields)
@@ -212,33 +334,45 @@ def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Runs one logical Stripe call within its budget, retrying as the module docstring
     says. Every attempt sends the same arguments, so POSTs keep their idempotency key and
     identical parameters. Raises a GatewayError subclass."""
-    with _budget() as deadline:
-        outage_retries = 0
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return fn(*args, **kwargs)
-            except stripe.StripeError as exc:
-                error, cause = _translate(exc), exc
-            delay = min(RETRY_DELAY_FIRST * 2 ** (attempt - 1), RETRY_DELAY_MAX)
-            delay *= random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not cryptography)
-            in_time = time.monotonic() + delay + MIN_ATTEMPT_SECONDS < deadline
-            if not (in_time and _retryable(error, cause, outage_retries)):
-                if isinstance(error, GatewayIdempotencyInUse) and outage_retries:
-                    # What is still executing at Stripe is our own attempt that timed
-                    # out: a hung Stripe, not someone else's request.
-                    error = GatewayUnavailable(error.message, code=error.code,
-                                               http_status=error.http_status,
-                                               request_id=error.request_id)  # fmt: skip
-                raise error from cause
-            if isinstance(error, GatewayUnavailable):
-                outage_retries += 1
-            logger.info(
-                "stripe call failed; retrying with the same arguments",
-                extra={"attempt": attempt, "retry_in": round(delay, 2), **error.log_fields()},
-            )
-            time.sleep(delay)
+    state = _CallState()
+    token = _call_state.set(state)
+    try:
+        with budget() as deadline:
+            return _attempts(deadline, state, fn, *args, **kwargs)
+    finally:
+        _call_state.reset(token)
+
+
+def _attempts(
+    deadline: float, state: _CallState, fn: Callable[..., T], *args: Any, **kwargs: Any
+) -> T:
+    outage_retries = 0
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return fn(*args, **kwargs)
+        except stripe.StripeError as exc:
+            error, cause = _translate(exc), exc
+        delay = min(RETRY_DELAY_FIRST * 2 ** (attempt - 1), RETRY_DELAY_MAX)
+        delay *= random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not cryptography)
+        in_time = time.monotonic() + delay + MIN_ATTEMPT_SECONDS < deadline
+        if not (in_time and _retryable(error, cause, outage_retries)):
+            if isinstance(error, GatewayIdempotencyInUse) and state.maybe_executing:
+                # What is still executing at Stripe may be our own attempt whose answer
+                # never came: a hung Stripe, not someone else's request. After answers
+                # (a 500, a 429) or a refused connection, it is someone else's.
+                error = GatewayUnavailable(error.message, code=error.code,
+                                           http_status=error.http_status,
+                                           request_id=error.request_id)  # fmt: skip
+            raise error from cause
+        if isinstance(error, GatewayUnavailable):
+            outage_retries += 1
+        logger.info(
+            "stripe call failed; retrying with the same arguments",
+            extra={"attempt": attempt, "retry_in": round(delay, 2), **error.log_fields()},
+        )
+        time.sleep(delay)
 
 
 def checkout_session_create(
@@ -265,7 +399,7 @@ def checkout_session_create(
                 "price_data": {
                     "currency": currency,
                     "unit_amount": line.unit_amount,
-                    "product_data": {"name": line.name},
+                    "product_data": {"name": _line_item_name(line.name)},
                 },
             }
             for line in lines
@@ -287,7 +421,7 @@ def checkout_session_expire(session_id: str) -> dict[str, Any]:
     """Expires an open session so that nobody can pay it (an expired or complete one is
     left alone) and returns the session as Stripe left it: `expired`, or `complete` when
     the customer paid (or submitted a delayed payment) first. All calls share one budget."""
-    with _budget():
+    with budget():
         session = _call(_client().v1.checkout.sessions.retrieve, session_id)
         if session.status != "open":
             return session.to_dict()

@@ -47,12 +47,24 @@ def event_parse(payload: bytes) -> dict[str, Any]:
         raise InvalidEvent("the body is not a Stripe event")
     if not isinstance(event.get("id"), str) or not event["id"].startswith("evt_"):
         raise InvalidEvent("the event has no evt_ id")
-    if not isinstance(event.get("type"), str) or not isinstance(event.get("created"), int):
+    if not isinstance(event.get("type"), str) or not _is_unix_time(event.get("created")):
         raise InvalidEvent("the event has no type or created time")
     data = event.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
         raise InvalidEvent("the event has no data.object")
     return event
+
+
+def _is_unix_time(value: Any) -> bool:
+    """Whole seconds since 1970 that make a date (event_store converts them): not a bool
+    (an int to Python), not negative, not past year 9999 (an OverflowError, a 500)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return False
+    try:
+        datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return False
+    return True
 
 
 _INSERT = """

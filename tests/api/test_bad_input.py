@@ -1,6 +1,7 @@
 """Bad input is a 4xx with a JSON body that names what is wrong, never a database error:
 NUL characters anywhere, malformed URLs, and the shape of validation errors."""
 
+import re
 from typing import Any
 
 import pytest
@@ -108,6 +109,36 @@ def test_a_malformed_redirect_url_is_a_422_naming_the_field(
     )
     assert [d["location"] for d in body["details"]] == ["success_url"]
     assert not Order.objects.exists()
+
+
+@pytest.mark.parametrize("field", ["success_url", "cancel_url"])
+def test_a_redirect_url_that_the_schema_refuses_is_refused_by_the_server(
+    goods: None, sandbox: SandboxServer, client: Client, field: str
+) -> None:
+    """The schema's pattern refuses non-ASCII characters (clients percent-encode them),
+    so the server must too: a 422 naming the field, no order."""
+    schema = client.get("/api/v1/openapi.json").json()
+    prop = schema["components"]["schemas"]["CheckoutIn"]["properties"][field]
+    pattern = next(b["pattern"] for b in prop["anyOf"] if b.get("type") == "string")
+    url = "http://localhost:3000/gr\u00fc\u00dfe"  # an allowed host, a non-ASCII path
+    assert re.search(pattern, url) is None  # the schema refuses it
+
+    body = assert_refused(
+        checkout_post(client, checkout_body(**{field: url})), 422, "validation_error"
+    )
+
+    assert body["details"] == [
+        {
+            "location": field,
+            "message": f"{field} must be an absolute http(s) URL in ASCII: percent-encode "
+            "other characters.",
+            "type": "url",
+        }
+    ]
+    assert not Order.objects.exists()
+    encoded = "http://localhost:3000/gr%C3%BC%C3%9Fe"  # what the client sends instead
+    assert re.search(pattern, encoded) is not None
+    assert checkout_post(client, checkout_body(**{field: encoded})).status_code == 201
 
 
 # -- What validation errors look like -------------------------------------------------

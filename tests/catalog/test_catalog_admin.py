@@ -1,10 +1,19 @@
 """The catalog admin: usable by staff, closed to everyone else."""
 
+import re
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
 
-from djangomart.catalog.models import Category, Product, Variant
+from djangomart.catalog.models import Category, Product, StockMovement, Variant
+from djangomart.catalog.services import variants_lock
+from tests.conftest import make_product
+from tests.payments.race_helpers import held_transaction, lock_waiters_wait
 
 pytestmark = pytest.mark.django_db
 
@@ -75,6 +84,7 @@ def test_staff_can_add_a_product_with_a_variant(staff_client: Client, demo_catal
             "variants-0-currency": "usd",
             "variants-0-stock_change": "10",
             "variants-0-stock_reason": "restock",
+            "variants-0-stock_token": str(uuid.uuid4()),
             "variants-0-active": "on",
         },
     )
@@ -129,6 +139,7 @@ def _variant_post(variant: Variant, **changes: str) -> dict[str, str]:
         "stock_change": "",
         "stock_reason": "adjustment",
         "stock_note": "",
+        "stock_token": str(uuid.uuid4()),  # what the rendered page carries
     }
     data.update(changes)
     return data
@@ -178,3 +189,177 @@ def test_a_stock_change_on_the_variant_page_is_a_ledger_row_with_the_staff_user(
     assert ledger.status_code == 200
     assert b"broken in storage" in ledger.content
     assert staff_client.get("/admin/catalog/stockmovement/add/").status_code == 403
+
+
+# -- The same stock change sent twice ---------------------------------------------------
+
+
+def _rendered_tokens(page: bytes) -> dict[str, str]:
+    """The one-time stock-change tokens of a rendered admin page, by input name."""
+    found = re.findall(rb'name="([\w-]*stock_token)" value="([0-9a-f-]{36})"', page)
+    return {name.decode(): value.decode() for name, value in found}
+
+
+def test_the_same_stock_change_form_sent_twice_is_recorded_once(staff_client: Client) -> None:
+    """Staff count a delivery of 12 and press Save; the browser sends the form twice.
+    The second POST is a resubmission of the same change, not a second delivery: on
+    hand 22, one movement, and staff are told it was already recorded."""
+    make_product("tee", variants=[("TEE-M", 2000, 10)])
+    variant = Variant.objects.get(sku="TEE-M")
+    url = f"/admin/catalog/variant/{variant.pk}/change/"
+    page = staff_client.get(url)
+    token = _rendered_tokens(page.content)["stock_token"]
+    form = _variant_post(
+        variant, stock_change="12", stock_reason="restock", stock_note="delivery 4711",
+        stock_token=token, _save="Save",
+    )  # fmt: skip
+
+    first = staff_client.post(url, form)
+    second = staff_client.post(url, form)
+
+    assert first.status_code == 302
+    variant.refresh_from_db()
+    restocks = StockMovement.objects.filter(variant=variant, note="delivery 4711")
+    assert (variant.on_hand, restocks.count()) == (22, 1), (
+        f"on hand {variant.on_hand}, {restocks.count()} movements; second POST answered "
+        f"{second.status_code}"
+    )
+    assert second.status_code == 200
+    assert b"already recorded" in second.content
+    # The page opened again carries a new token: the next delivery is recorded.
+    again = _rendered_tokens(staff_client.get(url).content)["stock_token"]
+    assert again != token
+    third = staff_client.post(url, {**form, "stock_token": again})
+    assert third.status_code == 302
+    variant.refresh_from_db()
+    assert variant.on_hand == 34
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_stock_change_sent_twice_at_once_is_recorded_once(db: None) -> None:
+    """Both POSTs validate at the same time: the second waits for the variant's lock,
+    then sees the first's movement (not a unique-constraint 500)."""
+    make_product("tee", variants=[("TEE-M", 2000, 10)])
+    variant = Variant.objects.get(sku="TEE-M")
+    staff = User.objects.create_superuser("racer", "r@example.com", "pw-for-tests")
+    url = f"/admin/catalog/variant/{variant.pk}/change/"
+    clients = [Client(), Client()]
+    for client in clients:
+        client.force_login(staff)
+    token = _rendered_tokens(clients[0].get(url).content)["stock_token"]
+    form = _variant_post(variant, stock_change="12", stock_reason="restock", stock_token=token)
+
+    def post(client: Client) -> Any:
+        try:
+            return client.post(url, form)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(2) as pool:
+        with held_transaction(lambda: variants_lock([variant.pk])):
+            futures = [pool.submit(post, client) for client in clients]
+            lock_waiters_wait(2)
+        answers = sorted(f.result(30).status_code for f in futures)
+
+    assert answers == [200, 302]
+    variant.refresh_from_db()
+    assert (variant.on_hand, variant.movements.filter(form_token=token).count()) == (22, 1)
+
+
+def _product_post(product: Product, token: str, **row: str) -> dict[str, str]:
+    variant = product.variants.get()
+    data = {
+        "name": product.name,
+        "slug": product.slug,
+        "description": product.description,
+        "category": str(product.category_id),
+        "active": "on",
+        "image_urls": "",
+        "variants-TOTAL_FORMS": "1",
+        "variants-INITIAL_FORMS": "1",
+        "variants-MIN_NUM_FORMS": "0",
+        "variants-MAX_NUM_FORMS": "1000",
+        "variants-0-id": str(variant.pk),
+        "variants-0-product": str(product.pk),
+        "variants-0-position": str(variant.position),
+        "variants-0-sku": variant.sku,
+        "variants-0-label": variant.label,
+        "variants-0-price": str(variant.price),
+        "variants-0-currency": variant.currency,
+        "variants-0-active": "on",
+        "variants-0-stock_change": "",
+        "variants-0-stock_reason": "restock",
+        "variants-0-stock_note": "",
+        "variants-0-stock_token": token,
+    }
+    data.update({f"variants-0-{name}": value for name, value in row.items()})
+    return data
+
+
+def test_the_same_product_page_sent_twice_records_its_rows_stock_change_once(
+    staff_client: Client,
+) -> None:
+    product = make_product("mug", variants=[("MUG-1", 1500, 5)])
+    url = f"/admin/catalog/product/{product.pk}/change/"
+    token = _rendered_tokens(staff_client.get(url).content)["variants-0-stock_token"]
+    form = _product_post(product, token, stock_change="3")
+
+    first = staff_client.post(url, form)
+    second = staff_client.post(url, form)
+
+    assert first.status_code == 302
+    assert second.status_code == 200
+    assert b"already recorded" in second.content
+    variant = product.variants.get()
+    assert (variant.on_hand, variant.movements.count()) == (8, 2)  # make_product's + ours
+
+
+def test_rows_added_on_the_product_page_share_a_token_and_are_all_recorded(
+    staff_client: Client, demo_catalog: None
+) -> None:
+    """ "Add another" copies one rendered row, token included: the token is one-time per
+    variant, so two new variants from one page both get their stock."""
+    token = _rendered_tokens(staff_client.get("/admin/catalog/product/add/").content)[
+        "variants-__prefix__-stock_token"
+    ]
+    data = {
+        "name": "Bowl", "slug": "bowl", "description": "",
+        "category": str(Category.objects.get(slug="home").pk), "active": "on",
+        "image_urls": "", "variants-TOTAL_FORMS": "2", "variants-INITIAL_FORMS": "0",
+        "variants-MIN_NUM_FORMS": "0", "variants-MAX_NUM_FORMS": "1000",
+    }  # fmt: skip
+    for n, sku in enumerate(["BOWL-S", "BOWL-L"]):
+        data.update({
+            f"variants-{n}-position": str(n), f"variants-{n}-sku": sku,
+            f"variants-{n}-label": sku[-1], f"variants-{n}-price": "1200",
+            f"variants-{n}-currency": "usd", f"variants-{n}-active": "on",
+            f"variants-{n}-stock_change": "4", f"variants-{n}-stock_reason": "restock",
+            f"variants-{n}-stock_token": token,
+        })  # fmt: skip
+    response = staff_client.post("/admin/catalog/product/add/", data)
+    assert response.status_code == 302
+    stock = Variant.objects.filter(product__slug="bowl").values_list("on_hand", flat=True)
+    assert sorted(stock) == [4, 4]
+
+
+def test_a_stock_change_without_the_pages_token_is_a_form_error_not_a_change(
+    staff_client: Client, demo_catalog: None
+) -> None:
+    variant = Variant.objects.get(sku="CLASSIC-TEE-M")
+    form = _variant_post(variant, stock_change="5")
+    del form["stock_token"]
+    response = staff_client.post(f"/admin/catalog/variant/{variant.pk}/change/", form)
+    assert response.status_code == 200
+    assert b"reload it" in response.content
+    variant.refresh_from_db()
+    assert variant.on_hand == 500
+
+
+def test_a_price_change_without_a_stock_change_needs_no_token(
+    staff_client: Client, demo_catalog: None
+) -> None:
+    variant = Variant.objects.get(sku="CLASSIC-TEE-M")
+    form = _variant_post(variant, price="2300")
+    del form["stock_token"]
+    response = staff_client.post(f"/admin/catalog/variant/{variant.pk}/change/", form)
+    assert response.status_code == 302

@@ -7,9 +7,9 @@ import pytest
 from django.test import Client
 
 from tests.conftest import make_product
-from tests.payments.conftest import sandbox, stripe_settings
+from tests.payments.conftest import sandbox, stripe_proxy, stripe_settings
 
-__all__ = ["checkout_body", "checkout_post", "goods", "sandbox", "stripe_settings"]
+__all__ = ["checkout_body", "checkout_post", "goods", "sandbox", "stripe_proxy", "stripe_settings"]
 
 # (sku, price in cents, stock)
 TEE = ("TEE-M", 2000, 10)

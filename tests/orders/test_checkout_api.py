@@ -17,10 +17,13 @@ from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 
-from djangomart.catalog.models import Variant
+from djangomart.catalog.models import Product, Variant
+from djangomart.catalog.services import variants_lock
 from djangomart.orders.models import Order
 from djangomart.payments import gateway
+from tests.conftest import make_product
 from tests.orders.conftest import checkout_body, checkout_post
+from tests.payments.race_helpers import held_transaction, lock_waiters_wait
 from tests.stripe_sandbox.harness import SandboxServer
 
 pytestmark = pytest.mark.django_db
@@ -160,6 +163,33 @@ def test_the_checkout_session_has_the_order_lines_at_database_prices(
     ]
     assert {i["currency"] for i in lines_sent} == {"usd"}
     assert all(i["description"] for i in lines_sent)
+
+
+def test_a_variant_with_a_long_product_name_and_label_can_be_bought(
+    db: None, sandbox: SandboxServer, client: Client
+) -> None:
+    """Stripe takes at most 250 characters as a line item's name; the shop sends
+    "<product name> <variant label>", up to 200 + 1 + 120 characters. The name sent is
+    cut with an ellipsis; the order line keeps it whole."""
+    product = make_product("long", variants=[("LONG-1", 2500, 5)])
+    # Within the model's limits (name 200, label 120), as the admin would save them.
+    Product.objects.filter(pk=product.pk).update(name="Organic cotton tee " * 10)
+    Variant.objects.filter(sku="LONG-1").update(label="Size M / Heather grey / Long sleeve " * 3)
+    full = f"{'Organic cotton tee ' * 10} {'Size M / Heather grey / Long sleeve ' * 3}".strip()
+    assert len(full) > 250
+
+    response = checkout_post(client, checkout_body(lines=[{"sku": "LONG-1", "quantity": 1}]))
+
+    assert response.status_code == 201, response.json()
+    assert Order.objects.get().lines.get().name == full
+    items = sandbox.client().v1.checkout.sessions.line_items.list(
+        response.json()["checkout_session_id"]
+    )
+    sent = items.data[0].description
+    assert sent is not None
+    assert len(sent) <= 250
+    assert sent.endswith("\N{HORIZONTAL ELLIPSIS}")
+    assert full.startswith(sent[:-1])
 
 
 def test_the_checkout_session_expires_at_the_time_stored_on_the_order(
@@ -399,6 +429,42 @@ def test_concurrent_requests_with_the_same_idempotency_key_create_exactly_one_or
     assert len(sessions_on_stripe(sandbox)) == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_double_click_on_the_last_unit_answers_both_clicks_with_the_one_order(
+    goods: None, sandbox: SandboxServer
+) -> None:
+    """Both clicks miss the key (no order yet) and queue for the variant that another
+    transaction holds. The second click is the same request: it must get the first's
+    order (201) or be told to retry (409 checkout_in_progress), not that the unit it just
+    reserved is gone (409 out_of_stock)."""
+    variant = Variant.objects.get(sku="POSTER-A2")  # the last unit
+    body = checkout_body(lines=[{"sku": "POSTER-A2", "quantity": 1}])
+    barrier = threading.Barrier(2)
+
+    def click() -> Any:
+        try:
+            barrier.wait(10)
+            return checkout_post(Client(), body, HTTP_IDEMPOTENCY_KEY="double-click-7f3a9c2e4b1d")
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(2) as pool:
+        with held_transaction(lambda: variants_lock([variant.pk])):
+            futures = [pool.submit(click) for _ in range(2)]
+            lock_waiters_wait(2)  # one on the variant, one on the key (or the variant)
+        answers = [f.result(60) for f in futures]
+
+    order = Order.objects.get()
+    for answer in answers:
+        assert answer.status_code in (201, 409), answer.content
+        if answer.status_code == 201:
+            assert answer.json()["order"]["id"] == str(order.id)
+        else:
+            assert answer.json()["code"] == "checkout_in_progress", answer.content
+    assert stock("POSTER-A2") == 0
+    assert len(sessions_on_stripe(sandbox)) == 1
+
+
 # -- Stripe unreachable ---------------------------------------------------------------
 
 
@@ -426,7 +492,32 @@ def test_when_stripe_cannot_be_reached_the_order_is_canceled_and_its_stock_relea
     assert stock("TEE-M") == 10
 
 
-def test_a_retry_after_stripe_failed_returns_the_same_canceled_order_and_no_second_one(
+def test_a_retry_with_the_same_key_after_an_outage_starts_a_new_order_once_stripe_is_back(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    """An outage answers 502 payment_provider_unavailable, "try again later". A client
+    that does, with the same Idempotency-Key as retries should, must not get the
+    canceled order's 502 again for 24 hours: a transient failure is not the key's final
+    answer (Stripe does not store 5xx results either)."""
+    sandbox.configure(api_error_rate=1.0)
+    first = checkout_post(client, HTTP_IDEMPOTENCY_KEY="flaky-network-0123456789abcdef")
+    assert (first.status_code, first.json()["code"]) == (502, "payment_provider_unavailable")
+
+    sandbox.configure(api_error_rate=0.0)  # Stripe is back
+    again = checkout_post(client, HTTP_IDEMPOTENCY_KEY="flaky-network-0123456789abcdef")
+
+    assert again.status_code == 201, again.json()
+    assert again.json()["order"]["id"] != first.json()["id"]
+    canceled = Order.objects.get(pk=first.json()["id"])
+    assert (canceled.status, canceled.idempotency_key) == ("canceled", None)
+    assert stock("TEE-M") == 10 - 2  # the canceled order's units came back
+    # And the key now belongs to the new order, like any key.
+    third = checkout_post(client, HTTP_IDEMPOTENCY_KEY="flaky-network-0123456789abcdef")
+    assert third.json()["order"]["id"] == again.json()["order"]["id"]
+    assert Order.objects.count() == 2
+
+
+def test_a_refused_connection_also_lets_the_key_go(
     goods: None, sandbox: SandboxServer, client: Client, settings: Any
 ) -> None:
     settings.STRIPE_API_BASE = f"http://127.0.0.1:{closed_port()}"
@@ -435,10 +526,25 @@ def test_a_retry_after_stripe_failed_returns_the_same_canceled_order_and_no_seco
     settings.STRIPE_API_BASE = sandbox.url
     gateway.client_reset()
     again = checkout_post(client, HTTP_IDEMPOTENCY_KEY="flaky-network-0123456789abcdef")
-    assert (first.status_code, again.status_code) == (502, 502)
+    assert (first.status_code, again.status_code) == (502, 201)
+    assert Order.objects.get(pk=first.json()["id"]).status == "canceled"
+
+
+def test_a_retry_with_the_same_key_after_a_refusal_gets_the_canceled_order_again(
+    db: None, sandbox: SandboxServer, client: Client
+) -> None:
+    """A refusal (4xx) is the key's answer, as Stripe keeps 4xx answers: the same request
+    would be refused again, so no second order is made (and no second reservation)."""
+    make_product("sticker", variants=[("STICKER", 10, 5)])  # under Stripe's 50-cent minimum
+    body = checkout_body(lines=[{"sku": "STICKER", "quantity": 1}])
+    first = checkout_post(client, body, HTTP_IDEMPOTENCY_KEY="refused-0123456789abcdef")
+    assert (first.status_code, first.json()["code"]) == (502, "payment_provider_rejected")
+    again = checkout_post(client, body, HTTP_IDEMPOTENCY_KEY="refused-0123456789abcdef")
+    assert again.status_code == 502
     assert again.json()["id"] == first.json()["id"]
-    assert Order.objects.get().status == "canceled"
-    assert stock("TEE-M") == 10
+    assert Order.objects.count() == 1
+    assert Order.objects.get().idempotency_key is not None
+    assert stock("STICKER") == 5
 
 
 class StripeDown:

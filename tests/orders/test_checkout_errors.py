@@ -5,6 +5,7 @@ double-click while Stripe is slow never cancels the order."""
 import json
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -16,8 +17,10 @@ from django.utils import timezone
 from djangomart.catalog.models import Variant
 from djangomart.catalog.selectors import variant_available
 from djangomart.orders.models import Order
+from stripe_sandbox.state import SANDBOX
 from tests.conftest import make_product
 from tests.orders.conftest import checkout_body, checkout_post
+from tests.payments.stripe_proxy import Handler, StripeProxy
 from tests.stripe_sandbox.harness import SandboxServer
 
 pytestmark = pytest.mark.django_db
@@ -158,6 +161,54 @@ def test_a_double_click_outwaiting_the_budget_is_409_checkout_in_progress_never_
     assert available("TEE-M") == 10 - 2
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_double_click_whose_first_attempt_met_a_transient_500_does_not_cancel_the_order(
+    goods: None, sandbox: SandboxServer, stripe_proxy: Any, settings: Any
+) -> None:
+    """Click 1's first attempt gets a 500 (an answer: Stripe processed nothing); click 2's
+    request, same key, is then executing at Stripe, so click 1's retries get 409
+    idempotency_key_in_use until its budget ends. Nothing of click 1's is executing at
+    Stripe, so the key is click 2's: 409 checkout_in_progress, the order left alone; click
+    2 then gets its session (201)."""
+    settings.STRIPE_RETRY_BUDGET = 4.0
+    first_arrived, second_forwarded = threading.Event(), threading.Event()
+
+    def rule(proxy: StripeProxy, method: str, path: str, n: int, h: Handler, body: bytes) -> bool:
+        if (method, path) != ("POST", "/v1/checkout/sessions"):
+            return False
+        if n == 1:
+            first_arrived.set()
+            second_forwarded.wait(20)
+            time.sleep(0.1)  # click 2's request is now executing at the sandbox
+            h.answer_500()
+            return True
+        if n == 2:
+            second_forwarded.set()
+        return False
+
+    stripe_proxy(rule)
+    # Click 2's session takes 3 s at Stripe: within its own budget, but it finishes
+    # after click 1's budget is spent.
+    sandbox.configure(api_latency_min=3.0, api_latency_max=3.0)
+
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(_post_in_thread)
+        assert first_arrived.wait(20)
+        time.sleep(1.5)  # click 2 comes a moment later (and so has a later deadline)
+        second = pool.submit(_post_in_thread)
+        assert second_forwarded.wait(20)
+        time.sleep(0.3)
+        sandbox.configure(api_latency_min=0.0, api_latency_max=0.0)
+        answers = [first.result(60), second.result(60)]
+
+    order = Order.objects.get()
+    assert order.status == "pending", [a.json() for a in answers]
+    assert [a.status_code for a in answers] in ([409, 201], [201, 201]), [a.json() for a in answers]
+    if answers[0].status_code == 409:
+        assert answers[0].json()["code"] == "checkout_in_progress"
+    assert answers[1].json()["checkout_session_id"] == order.stripe_checkout_session_id
+
+
 # -- expires_at -----------------------------------------------------------------------
 
 
@@ -174,6 +225,22 @@ def test_the_shortest_expiry_still_gives_stripe_30_minutes_when_the_call_is_late
     order = Order.objects.get()
     assert session.expires_at == int(order.expires_at.timestamp())
     assert session.expires_at - session.created >= 30 * 60
+
+
+def test_the_longest_allowed_expiry_survives_our_clock_being_a_second_ahead_of_stripes(
+    goods: None, sandbox: SandboxServer, client: Client, settings: Any
+) -> None:
+    """1440 minutes is allowed (30 to 1440, Stripe's limits), but exactly 24 hours from
+    our clock is more than 24 hours from Stripe's when Stripe's is a little behind."""
+    settings.CHECKOUT_EXPIRY_MINUTES = 1440
+    sandbox.app[SANDBOX].store.clock_offset = -2  # Stripe's clock two seconds behind ours
+    before = timezone.now()
+    response = checkout_post(client)
+    assert response.status_code == 201, response.json()
+    order = Order.objects.get()
+    assert order.status == "pending"
+    # Capped at 24 hours minus the 5-minute margin, and the stock reserved as long.
+    assert 1434 * 60 <= (order.expires_at - before).total_seconds() <= 1435 * 60
 
 
 def test_the_order_expires_with_its_session(

@@ -5,7 +5,7 @@ product admin's save, all locking the same variants, never deadlock."""
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from django.contrib.auth.models import User
@@ -129,6 +129,7 @@ def _admin_save_data(product: Product, round_no: int) -> dict[str, str]:
             f"variants-{n}-stock_change": "1",
             f"variants-{n}-stock_reason": "restock",
             f"variants-{n}-stock_note": "",
+            f"variants-{n}-stock_token": str(uuid4()),  # a fresh page each round
         })  # fmt: skip
     return data
 

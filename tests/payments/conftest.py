@@ -1,5 +1,6 @@
-"""Fixtures for the payment engine: the Stripe sandbox over real HTTP, the shop on a live
-server for webhooks, signed hand-built events, and a worker run."""
+"""Fixtures for the payment engine: the Stripe sandbox over real HTTP (directly or through
+a proxy that can misbehave), the shop on a live server for webhooks, signed hand-built
+events, and a worker run."""
 
 import gc
 import json
@@ -16,6 +17,7 @@ from procrastinate.contrib.django import app as procrastinate_app
 from djangomart.catalog.demo import demo_catalog_seed
 from djangomart.orders.models import Order
 from djangomart.payments import gateway
+from tests.payments.stripe_proxy import Rule, StripeProxy
 from tests.stripe_sandbox.harness import API_KEY, SandboxServer
 
 WEBHOOK_SECRET = "whsec_test_engine_secret"  # obviously fake
@@ -39,6 +41,26 @@ def sandbox(stripe_settings: Any) -> Iterator[SandboxServer]:
     gateway.client_reset()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def stripe_proxy(
+    sandbox: SandboxServer, stripe_settings: Any
+) -> Iterator[Callable[[Rule | None], StripeProxy]]:
+    """Starts a StripeProxy in front of the sandbox with the given rule and points the
+    gateway at it."""
+    proxies: list[StripeProxy] = []
+
+    def start(rule: Rule | None = None) -> StripeProxy:
+        proxy = StripeProxy(sandbox.url, rule)
+        proxies.append(proxy)
+        stripe_settings.STRIPE_API_BASE = proxy.url
+        gateway.client_reset()
+        return proxy
+
+    yield start
+    for proxy in proxies:
+        proxy.stop()
 
 
 def run_jobs() -> None:

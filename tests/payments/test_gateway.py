@@ -3,18 +3,36 @@ timeouts and one retry budget per logical call) and honest errors (an outage, a 
 a missing object and a key still in use are different exceptions)."""
 
 import json
+import logging
+import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import requests
 
 from djangomart.payments import gateway
+from stripe_sandbox.state import SANDBOX
+from tests.payments.race_helpers import wait_until
+from tests.payments.stripe_proxy import Handler, StripeProxy
 from tests.stripe_sandbox.harness import SandboxServer
 
 ORDER_ID = "7d1f6a52-3c7e-4d59-9a39-000000000001"
+SESSIONS = "/v1/checkout/sessions"
+
+
+def sessions_on_stripe(sandbox: SandboxServer) -> list[Any]:
+    return list(sandbox.client().v1.checkout.sessions.list({"limit": 100}).data)
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def session_create(order_id: str = ORDER_ID, unit_amount: int = 2000, **overrides: Any) -> Any:
@@ -130,11 +148,79 @@ def test_a_read_timeout_is_retried_with_the_same_key_and_gets_stripes_answer(
     assert {r["params_sha256"] for r in [first, *retries]} == {first["params_sha256"]}
 
 
+def test_an_answer_trickling_in_is_cut_off_at_the_retry_budget(
+    sandbox: SandboxServer, stripe_proxy: Any, settings: Any
+) -> None:
+    """The read timeout bounds each wait for the next bytes, not the whole answer: a
+    Stripe (or a proxy) that sends its answer slowly would hold the call past the budget,
+    and the web worker past gunicorn's timeout."""
+    settings.STRIPE_READ_TIMEOUT = 0.5
+    settings.STRIPE_RETRY_BUDGET = 1.0
+
+    def rule(proxy: StripeProxy, method: str, path: str, n: int, h: Handler, body: bytes) -> bool:
+        if (method, path) != ("POST", SESSIONS):
+            return False
+        answer = sandbox.client().v1.checkout.sessions.create(
+            params=_session_params(),  # type: ignore[arg-type]
+            options={"idempotency_key": f"trickle-{n}"},
+        )
+        payload = str(answer.last_response.body).encode()  # type: ignore[union-attr]
+        # About 4 s for the whole body, each byte well within the read timeout.
+        h.answer_trickled(payload, every=4.0 / len(payload))
+        return True
+
+    stripe_proxy(rule)
+    with pytest.raises(gateway.GatewayUnavailable):
+        session_create()
+
+
+def test_an_answer_read_in_pieces_within_the_budget_is_the_whole_answer(
+    sandbox: SandboxServer, stripe_proxy: Any, settings: Any
+) -> None:
+    settings.STRIPE_RETRY_BUDGET = 8.0
+
+    def rule(proxy: StripeProxy, method: str, path: str, n: int, h: Handler, body: bytes) -> bool:
+        if (method, path) != ("POST", SESSIONS):
+            return False
+        answer = sandbox.client().v1.checkout.sessions.create(
+            params=_session_params(),  # type: ignore[arg-type]
+            options={"idempotency_key": "pieces"},
+        )
+        payload = str(answer.last_response.body).encode()  # type: ignore[union-attr]
+        h.answer_trickled(payload, every=0.2 / len(payload))
+        return True
+
+    stripe_proxy(rule)
+    session = session_create()
+    assert session.id == sessions_on_stripe(sandbox)[0].id
+    assert session.url
+
+
+def test_calls_inside_one_budget_share_its_deadline(sandbox: SandboxServer, settings: Any) -> None:
+    """A checkout's session creation and the expiry that may follow are one budget, so
+    that the request as a whole ends inside the web worker's timeout."""
+    settings.STRIPE_RETRY_BUDGET = 2.0
+    sandbox.configure(api_latency_min=1.2, api_latency_max=1.2)
+    with gateway.budget():
+        session = session_create()  # about 1.2 s of the 2 s
+        # Alone it would have its own 2 s and get its answer; in the budget, 0.8 s.
+        with pytest.raises(gateway.GatewayUnavailable):
+            gateway.checkout_session_retrieve(session.id)
+
+
 def test_a_transient_5xx_is_retried_twice_with_the_same_key(fake_stripe: Any) -> None:
     down = fake_stripe(500, {"type": "api_error", "message": "down"})
     with pytest.raises(gateway.GatewayUnavailable):
         session_create()
     assert down.requests == [("/v1/checkout/sessions", f"checkout:{ORDER_ID}")] * 3
+
+
+def test_a_408_from_stripe_or_a_proxy_is_an_outage_and_retried(fake_stripe: Any) -> None:
+    # Who timed out was the server waiting for our request: trying again can work.
+    slow = fake_stripe(408, {"type": "api_error", "message": "Request Timeout"})
+    with pytest.raises(gateway.GatewayUnavailable):
+        session_create()
+    assert len(slow.requests) == 3
 
 
 def test_a_429_is_an_outage_and_retried(fake_stripe: Any) -> None:
@@ -248,3 +334,95 @@ def test_a_key_still_in_use_when_the_budget_ends_is_its_own_error(
             session_create()
         assert not isinstance(caught.value, gateway.GatewayUnavailable)
         assert first.result(10).id
+
+
+def test_a_key_in_use_after_our_own_request_was_lost_on_the_way_back_is_an_outage(
+    sandbox: SandboxServer, stripe_proxy: Any, settings: Any
+) -> None:
+    """The first attempt reaches Stripe but its connection drops before the answer: what
+    then holds the key at Stripe is our own request, hanging. Not a double-click."""
+    settings.STRIPE_RETRY_BUDGET = 1.5
+    sandbox.configure(api_latency_min=4.0, api_latency_max=4.0)
+    in_flight = sandbox.app[SANDBOX].store.in_flight
+
+    def rule(proxy: StripeProxy, method: str, path: str, n: int, h: Handler, body: bytes) -> bool:
+        if (method, path) != ("POST", SESSIONS) or n != 1:
+            return False
+        headers = {k: v for k, v in h.headers.items() if k.lower() != "host"}
+        forward = {"data": body, "headers": headers, "timeout": 30}
+        threading.Thread(
+            target=requests.post, args=(proxy.upstream + h.path,), kwargs=forward, daemon=True
+        ).start()
+        wait_until(lambda: bool(in_flight), what="the request executing at the sandbox")
+        h.drop_connection()
+        return True
+
+    proxy = stripe_proxy(rule)
+    with pytest.raises(gateway.GatewayUnavailable) as caught:
+        session_create()
+    assert caught.value.code == "idempotency_key_in_use"
+    assert proxy.seen[("POST", SESSIONS)] >= 2  # retried, and met our own request
+
+
+class _FirstRetry(logging.Handler):
+    """Runs `action` when the gateway logs its first retry (between attempts 1 and 2)."""
+
+    def __init__(self, action: Callable[[], object]) -> None:
+        super().__init__()
+        self.action: Callable[[], object] | None = action
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.action is not None and record.getMessage().startswith("stripe call failed"):
+            action, self.action = self.action, None
+            action()
+
+
+def test_a_key_in_use_after_a_refused_connection_is_someone_elses_request(
+    sandbox: SandboxServer, settings: Any
+) -> None:
+    """A refused connection sent nothing: the request then holding the key is another
+    one (a double-click), so the call ends as GatewayIdempotencyInUse, not an outage."""
+    sandbox.configure(api_latency_min=3.0, api_latency_max=3.0)
+    in_flight = sandbox.app[SANDBOX].store.in_flight
+    port = closed_port()
+    proxies: list[StripeProxy] = []
+    logger = logging.getLogger("djangomart.payments.gateway")
+    # Nothing listens on the port for the first attempt; the retries find a proxy there.
+    handler = _FirstRetry(lambda: proxies.append(StripeProxy(sandbox.url, port=port)))
+    logger.addHandler(handler)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            other = pool.submit(session_create)  # the other click, straight to Stripe
+            wait_until(lambda: bool(in_flight), what="the other click executing at Stripe")
+            settings.STRIPE_RETRY_BUDGET = 1.5
+            settings.STRIPE_API_BASE = f"http://127.0.0.1:{port}"
+            gateway.client_reset()
+            with pytest.raises(gateway.GatewayIdempotencyInUse) as caught:
+                session_create()
+            assert not isinstance(caught.value, gateway.GatewayUnavailable)
+            assert proxies, "the first attempt was not refused"
+            assert proxies[0].seen[("POST", SESSIONS)] >= 1
+            assert other.result(10).id
+    finally:
+        logger.removeHandler(handler)
+        for proxy in proxies:
+            proxy.stop()
+
+
+def _session_params() -> dict[str, Any]:
+    """A session as the sandbox's own client creates it (for a proxy to answer with)."""
+    return {
+        "mode": "payment",
+        "line_items": [
+            {
+                "quantity": 1,
+                "price_data": {
+                    "currency": "usd",
+                    "unit_amount": 2000,
+                    "product_data": {"name": "Tee"},
+                },
+            }
+        ],
+        "success_url": "http://localhost:3000/ok",
+        "cancel_url": "http://localhost:3000/cancel",
+    }

@@ -321,6 +321,25 @@ def test_signed_json_that_is_not_an_event_is_refused_and_stores_nothing(
 
 
 @pytest.mark.parametrize(
+    "created",
+    [10**20, -(10**20), 2**63, 253402300800, -1, True, 1.7e9, None],
+    ids=["huge", "huge-negative", "int64", "year-10000", "negative", "bool", "float", "null"],
+)
+def test_a_signed_event_whose_created_is_not_a_time_is_refused_and_stores_nothing(
+    client: Client, order: Order, before: dict[str, Any], created: Any
+) -> None:
+    """`created` must be Unix seconds that are a date (Python's and PostgreSQL's): a huge
+    number once overflowed the conversion into a 500, which Stripe would retry for days."""
+    event = json.loads(event_json("checkout.session.completed", session_object(order)))
+    event["created"] = created
+
+    response = post_signed(client, json.dumps(event))
+
+    assert_error(response, 400, "invalid_event")
+    assert_nothing_stored(order, before, event["id"])
+
+
+@pytest.mark.parametrize(
     "data",
     [None, {}, {"object": None}, {"object": []}, {"object": "cs_test_1"}, [{"object": {}}]],
     ids=["no-data", "no-object", "null-object", "list-object", "string-object", "list-data"],
