@@ -21,9 +21,9 @@ from tests.devtools.test_make_run import free_port
 from tests.logs import json_lines
 
 HOST = "127.0.0.1"
-# Short, so that the slow client below costs the test seconds; the Stripe budget must
-# fit in a third of it (settings.py refuses to start otherwise).
-WEB_TIMEOUT = 3
+# Short, so that the slow client below costs the test seconds; the Stripe budget plus
+# its timeouts must end 5 s before it (settings.py refuses to start otherwise).
+WEB_TIMEOUT = 6
 
 
 def shop_env(database_url: str, port: int, debug: str) -> dict[str, str]:
@@ -36,9 +36,9 @@ def shop_env(database_url: str, port: int, debug: str) -> dict[str, str]:
         "PORT": str(port),
         "WEB_CONCURRENCY": "1",
         "WEB_TIMEOUT": str(WEB_TIMEOUT),
-        "STRIPE_RETRY_BUDGET": "1",
-        "STRIPE_CONNECT_TIMEOUT": "1",
-        "STRIPE_READ_TIMEOUT": "1",
+        "STRIPE_RETRY_BUDGET": "0.5",
+        "STRIPE_CONNECT_TIMEOUT": "0.25",
+        "STRIPE_READ_TIMEOUT": "0.25",
         "STRIPE_SECRET_KEY": "sk_test_logs",
         "STRIPE_WEBHOOK_SECRETS": "whsec_logs",
     }
