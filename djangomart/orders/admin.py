@@ -8,6 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import quote, unquote
+from django.contrib.auth import get_permission_codename
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
@@ -232,7 +233,7 @@ class OrderAdmin(admin.ModelAdmin[Order]):
         # permission stays, so that the actions that need it keep working.
         read_only = {"show_save": False, "show_save_and_continue": False}
         order = self.get_object(request, unquote(object_id))
-        if order is not None and self.has_change_permission(request, order):
+        if order is not None and self.has_staff_action_permission(request, order):
             read_only["staff_actions"] = self._staff_actions(order)  # type: ignore[assignment]
         return super().change_view(
             request, object_id, form_url, {**read_only, **(extra_context or {})}
@@ -275,6 +276,14 @@ class OrderAdmin(admin.ModelAdmin[Order]):
             *super().get_urls(),
         ]
 
+    def has_staff_action_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
+        """The staff actions (the buttons and the bulk action) change an Order, whichever
+        admin shows it: they need the Order's own change permission ("Can change order"),
+        never only a proxy's (OrderNeedingAttention's "Can change order needing
+        attention", given to work the attention list)."""
+        opts = Order._meta
+        return request.user.has_perm(f"{opts.app_label}.{get_permission_codename('change', opts)}")
+
     def _order_for_action(self, request: HttpRequest, object_id: str) -> Order | HttpResponse:
         if request.method not in ("GET", "HEAD", "POST"):
             return HttpResponseNotAllowed(["GET", "POST"])
@@ -282,7 +291,7 @@ class OrderAdmin(admin.ModelAdmin[Order]):
         if order is None:
             messages.warning(request, f"No order with id {object_id!r}.")
             return HttpResponseRedirect(self._url("changelist"))
-        if not self.has_change_permission(request, order):
+        if not self.has_staff_action_permission(request, order):
             raise PermissionDenied
         return order
 
@@ -315,7 +324,7 @@ class OrderAdmin(admin.ModelAdmin[Order]):
         self,
         request: HttpRequest,
         object_id: str,
-        do: Callable[[Order, User | None, str], str],
+        do: Callable[[Order, User | None, str], tuple[int, str]],
         *,
         title: str,
         intro: str,
@@ -330,7 +339,7 @@ class OrderAdmin(admin.ModelAdmin[Order]):
         if form.is_valid():
             user = request.user if isinstance(request.user, User) else None
             try:
-                messages.success(request, do(order, user, form.cleaned_data["reason"]))
+                messages.add_message(request, *do(order, user, form.cleaned_data["reason"]))
             except StaffReasonInvalid as exc:
                 form.add_error("reason", exc.message)
             except DomainError as exc:
@@ -348,13 +357,25 @@ class OrderAdmin(admin.ModelAdmin[Order]):
         )
 
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        def do(order: Order, user: User | None, reason: str) -> str:
-            canceled = order_staff_cancel(order_id=order.pk, user=user, reason=reason)
-            done = "The order was canceled and its stock released."
-            if canceled.amount_paid:
-                paid = format_amount(canceled.amount_paid, canceled.currency)
-                return f"{done} Stripe received {paid} for it: refund that in Stripe."
-            return done
+        def do(order: Order, user: User | None, reason: str) -> tuple[int, str]:
+            outcome = order_staff_cancel(order_id=order.pk, user=user, reason=reason)
+            ended = outcome.order
+            if outcome.ended_by == "failed":
+                done = (
+                    "The order failed because the customer's bank debit failed at Stripe; its "
+                    "stock was released. No cancel was needed."
+                )
+            elif outcome.ended_by == "expired":
+                done = (
+                    "The order's Checkout Session expired while you canceled it: the order is "
+                    "expired and its stock released. Your reason is on the timeline."
+                )
+            else:
+                done = "The order was canceled and its stock released."
+            if ended.amount_paid:
+                paid = format_amount(ended.amount_paid, ended.currency)
+                done = f"{done} Stripe received {paid} for it: refund that in Stripe."
+            return messages.SUCCESS, done
 
         return self._staff_action(
             request,
@@ -369,13 +390,19 @@ class OrderAdmin(admin.ModelAdmin[Order]):
         )
 
     def accept_paid_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        def do(order: Order, user: User | None, reason: str) -> str:
+        def do(order: Order, user: User | None, reason: str) -> tuple[int, str]:
             outcome = order_staff_accept_paid(order_id=order.pk, user=user, reason=reason)
             if outcome.paid_by_stripe:
-                return "Stripe's Checkout Session had paid the order: applied as a payment."
+                return (
+                    messages.SUCCESS,
+                    "Stripe's Checkout Session had paid the order: applied as a payment.",
+                )
+            if outcome.warning:
+                return messages.WARNING, outcome.warning
             return (
+                messages.SUCCESS,
                 "The order was accepted as paid and its stock sold. Its attention reasons "
-                "stay until you resolve them."
+                "stay until you resolve them.",
             )
 
         def not_applicable(order: Order) -> str | None:
@@ -389,8 +416,9 @@ class OrderAdmin(admin.ModelAdmin[Order]):
             do,
             title="Accept as paid",
             intro="After checking the money in Stripe's dashboard: the order becomes paid and "
-            "its reserved stock is sold. An open Checkout Session is expired first so that "
-            "the customer cannot pay twice; a payment Stripe has for it is applied normally.",
+            "its reserved stock is sold. A payment Stripe already has for it is applied "
+            "normally instead; then its open Checkout Session is expired, so that the customer "
+            "cannot pay twice.",
             submit="Accept as paid",
             not_applicable=not_applicable,
         )
@@ -473,7 +501,8 @@ class OrderAdmin(admin.ModelAdmin[Order]):
     actions = ["attention_resolve"]
 
     @admin.action(
-        description="Mark the attention as resolved (after acting on it)", permissions=["change"]
+        description="Mark the attention as resolved (after acting on it)",
+        permissions=["staff_action"],
     )
     def attention_resolve(
         self, request: HttpRequest, queryset: QuerySet[Order]

@@ -550,7 +550,7 @@ class NoCheckoutSession(DomainError):
 def order_sync(*, order_id: UUID) -> Order:
     """The landing page's instant answer, and reconciliation's look: re-reads the session
     from Stripe (no lock held) and applies it with the same function the webhook uses.
-    A complete/unpaid session's PaymentIntent is read too (see _intent_read); both reads
+    A complete/unpaid session's PaymentIntent is read too (see session_intent_read); both reads
     share one Stripe budget, so a sync ends within WEB_TIMEOUT like a checkout."""
     order = Order.objects.filter(pk=order_id).first()
     if order is None:
@@ -559,7 +559,7 @@ def order_sync(*, order_id: UUID) -> Order:
         raise NoCheckoutSession()
     with gateway.budget():
         session = _session_read(order)
-        intent = _intent_read(order, session)
+        intent = session_intent_read(order, session)
     with transaction.atomic():
         locked = orders_lock([order_id])[order_id]
         checkout_session_apply(locked, session, intent=intent)
@@ -587,19 +587,20 @@ def _session_read(order: Order) -> dict[str, Any]:
     return session
 
 
-def _intent_read(order: Order, session: dict[str, Any]) -> dict[str, Any] | None:
+def session_intent_read(order: Order, session: dict[str, Any]) -> dict[str, Any] | None:
     """The PaymentIntent of the order's own complete/unpaid session, read from Stripe with
-    no lock held; None for any other session (nothing to learn from it).
+    no lock held, for checkout_session_apply(..., intent=...); None for any other session
+    (nothing to learn from it). The sync and the staff actions use it.
 
     After a bank debit fails Stripe leaves the session complete/unpaid; only the
     PaymentIntent (back to requires_payment_method) says so, and a lost
     async_payment_failed webhook would otherwise hold the order's stock forever.
 
     Stripe failing to answer here is logged and returns None: the session (which Stripe
-    did answer) is still applied, so the order stays as the session says (processing)
-    and the sync answers as for a session read; the next sync or reconciliation asks
-    again. The caller's order is not locked: checkout_session_apply checks ownership
-    again under the lock."""
+    did answer) is still applied, so the order stays as the session says (processing),
+    and a staff action says a delayed payment is still processing; the next sync or
+    reconciliation asks again. The caller's order is not locked: checkout_session_apply
+    checks ownership again under the lock."""
     raw_intent = session.get("payment_intent")
     if not (
         session.get("status") == "complete"
@@ -613,7 +614,7 @@ def _intent_read(order: Order, session: dict[str, Any]) -> dict[str, Any] | None
         return gateway.payment_intent_retrieve(raw_intent)
     except gateway.GatewayError as exc:
         logger.warning(
-            "sync: could not read the PaymentIntent from Stripe; applying the session only",
+            "could not read the PaymentIntent from Stripe; applying the session only",
             extra={"order_id": str(order.id), "payment_intent": raw_intent, **exc.log_fields()},
         )
         return None

@@ -120,6 +120,15 @@ def payment_succeeded(
             stripe_event_id=stripe_event_id,
             message=f"{intent_id} is a second successful payment for this order.",
         )
+    elif order.status in (Status.PAID, Status.FULFILLED) and not known[0]:
+        # Paid before any payment of it succeeded: staff accepted it as paid (money
+        # received another way), and now the customer paid at Stripe too.
+        order_flag(
+            order,
+            "duplicate_payment",
+            stripe_event_id=stripe_event_id,
+            message=f"{intent_id} succeeded after the order was accepted as paid by staff.",
+        )
     if order.status == Status.PENDING:
         transitions.apply(order, Status.PAID, stripe_event_id=stripe_event_id)
     elif order.status in (Status.PAID, Status.FULFILLED):

@@ -1,13 +1,15 @@
 """Staff end a stuck pending order from the admin (docs/payments.md, "When something needs
 a human"): cancel it, with its Checkout Session expired at Stripe first (the sandbox, over
-real HTTP), or accept it as paid after review; each with a reason and the staff member on
-the timeline. Resolving attention clears only the reasons the staff member saw."""
+real HTTP), or accept it as paid after review, with its session expired after the order
+is paid; each with a reason and the staff member on the timeline. Resolving attention
+clears only the reasons the staff member saw."""
 
 import json
 import re
 from typing import Any
 
 import pytest
+from django.contrib import messages
 from django.contrib.auth.models import Permission, User
 from django.contrib.messages import get_messages
 from django.test import Client
@@ -20,6 +22,7 @@ from djangomart.payments.inbox import stripe_event_process
 from djangomart.payments.models import StripeEvent
 from djangomart.payments.staff import (
     CheckoutSessionComplete,
+    DelayedPaymentFailed,
     OrderNotFlagged,
     OrderNotPending,
     order_staff_accept_paid,
@@ -27,6 +30,7 @@ from djangomart.payments.staff import (
 )
 from tests.payments.builders import DEMO_SKU, new_session_id, order_build
 from tests.payments.conftest import event_json, post_event, session_object
+from tests.payments.stripe_proxy import Handler, StripeProxy
 from tests.stripe_sandbox.harness import SandboxServer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_catalog")]
@@ -191,6 +195,46 @@ def test_cancel_after_a_delayed_payment_was_submitted_is_refused(
     assert refused.value.code == "checkout_session_complete"
     order.refresh_from_db()
     assert (order.status, order.payment_status, stock()) == ("pending", "processing", (500, 2))
+
+
+def debit_failed(client: Client, sandbox: SandboxServer) -> Order:
+    """A checkout whose bank debit failed at Stripe (its PaymentIntent is back to
+    requires_payment_method), with every webhook about it lost: the order is pending,
+    its stock held."""
+    order, session_id = checkout(client)
+    sandbox.control(f"checkout/sessions/{session_id}/pay", {"method": "delayed"})
+    sandbox.control(f"checkout/sessions/{session_id}/delayed_payment", {"result": "failed"})
+    intent_id = session_at_stripe(sandbox, session_id).payment_intent
+    assert sandbox.client().v1.payment_intents.retrieve(intent_id).status == (
+        "requires_payment_method"
+    )
+    order.refresh_from_db()
+    assert (order.status, stock()) == ("pending", (500, 2))
+    return order
+
+
+def test_cancel_of_an_order_whose_bank_debit_failed_fails_it_and_says_so(
+    client: Client, staff_client: Client, sandbox: SandboxServer
+) -> None:
+    """The session stays complete/unpaid after a failed debit: only its PaymentIntent
+    says the bank answered, so the cancel reads it as the sync does, instead of telling
+    staff to wait for an answer that came."""
+    order = debit_failed(client, sandbox)
+    response = post(staff_client, order, "cancel", reason="Debit bounced, customer gone.")
+    assert [(m.level, str(m)) for m in get_messages(response.wsgi_request)] == [
+        (
+            messages.SUCCESS,
+            "The order failed because the customer's bank debit failed at Stripe; its stock "
+            "was released. No cancel was needed.",
+        )
+    ]
+    order.refresh_from_db()
+    assert (order.status, order.payment_status, stock(), releases(order)) == (
+        "failed", "unpaid", (500, 0), 1
+    )  # fmt: skip
+    note = order.events.get(kind=OrderEvent.Kind.NOTE, data__action="cancel")
+    assert note.staff_user == staff_user()
+    assert "bank debit had failed" in note.message
 
 
 def test_cancel_when_stripe_is_unreachable_changes_nothing(
@@ -366,6 +410,86 @@ def test_accept_as_paid_of_an_order_that_is_not_pending_is_refused(no_stripe: An
     assert (order.status, stock()) == ("canceled", (500, 0))
 
 
+def test_accept_as_paid_of_an_order_whose_bank_debit_failed_is_refused(
+    client: Client, sandbox: SandboxServer
+) -> None:
+    order = debit_failed(client, sandbox)
+    flag_foreign_session(client, order)
+    with pytest.raises(DelayedPaymentFailed, match="bank debit had failed") as refused:
+        order_staff_accept_paid(order_id=order.pk, user=None, reason="Reviewed.")
+    assert (refused.value.status, refused.value.code) == (409, "delayed_payment_failed")
+    order.refresh_from_db()
+    assert (order.status, stock()) == ("failed", (500, 0))
+    assert not StockMovement.objects.filter(order=order, reason="sale").exists()
+
+
+def test_accept_as_paid_whose_expire_fails_stays_paid_and_warns_staff(
+    client: Client, staff_client: Client, sandbox: SandboxServer, stripe_proxy: Any, settings: Any
+) -> None:
+    """Stripe expires the session but its answer is lost (a dropped connection): the
+    order is paid already, staff are warned that the session may still be paid until it
+    expires by itself, and Stripe's checkout.session.expired for it changes nothing."""
+    order, session_id = checkout(client)
+    flag_foreign_session(client, order)
+
+    def rule(proxy: StripeProxy, method: str, path: str, n: int, h: Handler, body: bytes) -> bool:
+        if not (method == "POST" and path.endswith("/expire")):
+            return False
+        if session_at_stripe(sandbox, session_id).status == "open":
+            sandbox.client().v1.checkout.sessions.expire(session_id)
+        h.drop_connection()
+        return True
+
+    settings.STRIPE_RETRY_BUDGET = 2.0
+    settings.STRIPE_READ_TIMEOUT = 1.0
+    settings.STRIPE_CONNECT_TIMEOUT = 1.0
+    stripe_proxy(rule)
+    response = post(staff_client, order, "accept-paid", reason="Paid by bank transfer.")
+    [message] = list(get_messages(response.wsgi_request))
+    assert message.level == messages.WARNING
+    assert "accepted as paid, but Stripe could not expire its Checkout Session" in str(message)
+    assert order.expires_at.strftime("%Y-%m-%d %H:%M UTC") in str(message)
+    order.refresh_from_db()
+    assert (order.status, stock()) == ("paid", (498, 0))
+    entry = order.events.get(kind=OrderEvent.Kind.TRANSITION, to_status="paid")
+    assert entry.staff_user == staff_user()
+    # Stripe's event for the expiry that did happen arrives: paid is never lost.
+    deliver(client, "checkout.session.expired", session_at_stripe(sandbox, session_id).to_dict())
+    order.refresh_from_db()
+    assert (order.status, stock(), releases(order)) == ("paid", (498, 0), 0)
+
+
+def test_accept_as_paid_when_the_customer_pays_before_its_expire_records_and_flags_it(
+    client: Client, sandbox: SandboxServer, stripe_proxy: Any
+) -> None:
+    """The customer completes the session between the accept's look and its expire:
+    Stripe refuses the expire, and the payment is applied to the paid order, flagged
+    as a second payment for staff to refund."""
+    order, session_id = checkout(client)
+    flag_foreign_session(client, order)
+
+    def rule(proxy: StripeProxy, method: str, path: str, n: int, h: Handler, body: bytes) -> bool:
+        if method == "POST" and path.endswith("/expire") and n == 1:
+            sandbox.control(f"checkout/sessions/{session_id}/pay", {"card": PAID_CARD})
+        return False
+
+    stripe_proxy(rule)
+    outcome = order_staff_accept_paid(order_id=order.pk, user=None, reason="Bank transfer.")
+    assert not outcome.paid_by_stripe
+    assert outcome.warning is not None
+    assert "completed its Checkout Session at Stripe meanwhile (paid)" in outcome.warning
+    order.refresh_from_db()
+    assert (order.status, order.payment_status, order.amount_paid) == ("paid", "paid", 4000)
+    assert stock() == (498, 0)  # sold once
+    assert order.attention_reasons == ["foreign_session", "duplicate_payment"]
+    # The webhook for that payment arrives later: recorded once, not flagged again.
+    deliver(client, "checkout.session.completed", session_at_stripe(sandbox, session_id).to_dict())
+    order.refresh_from_db()
+    assert order.attention_reasons == ["foreign_session", "duplicate_payment"]
+    assert order.events.filter(kind=OrderEvent.Kind.FLAGGED, data__reason="duplicate_payment")
+    assert order.events.filter(kind=OrderEvent.Kind.FLAGGED).count() == 2
+
+
 # -- reasons and permissions -----------------------------------------------------------
 
 
@@ -394,7 +518,11 @@ def test_the_forms_refuse_a_missing_reason_and_change_nothing(
 
 
 def limited_staff(*codenames: str) -> Client:
-    user = User.objects.create_user("viewer", "viewer@example.com", "pw", is_staff=True)
+    return limited_staff_named("viewer", *codenames)
+
+
+def limited_staff_named(username: str, *codenames: str) -> Client:
+    user = User.objects.create_user(username, f"{username}@example.com", "pw", is_staff=True)
     user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
     client = Client()
     client.force_login(user)
@@ -428,6 +556,71 @@ def test_staff_actions_are_csrf_protected(no_stripe: Any) -> None:
     assert response.status_code == 403
     order.refresh_from_db()
     assert order.status == "pending"
+
+
+@pytest.mark.parametrize("action", ["cancel", "accept-paid", "resolve"])
+def test_the_attention_lists_change_permission_alone_allows_no_staff_action(
+    no_stripe: Any, action: str
+) -> None:
+    """ "Can change order needing attention" (the proxy model, to work the attention
+    list) is not "Can change order": the actions change the Order, whichever admin's
+    URL is used."""
+    order = order_build(with_session=False)
+    Order.objects.filter(pk=order.pk).update(needs_attention=True, attention_reasons=["x"])
+    data = {"reason": "Because.", "reasons": ["x"], "shown": ["x"], "seen_through": 0}
+    support = limited_staff(
+        "view_order", "view_orderneedingattention", "change_orderneedingattention"
+    )
+    attention = f"/admin/orders/orderneedingattention/{order.pk}"
+    assert support.get(f"{attention}/{action}/").status_code == 403
+    assert support.post(f"{attention}/{action}/", data).status_code == 403
+    assert post(support, order, action, **data).status_code == 403
+    page = support.get(f"{attention}/change/").content.decode()
+    assert f'href="{attention}/{action}/"' not in page
+    order.refresh_from_db()
+    assert (order.status, order.attention_reasons) == ("pending", ["x"])
+    # The Order's own permission is what counts, through the attention list's URL too.
+    staff = limited_staff_named("worker", "change_order", "view_orderneedingattention")
+    assert staff.post(f"{attention}/{action}/", data).status_code == 302
+    order.refresh_from_db()
+    assert (order.status, order.attention_reasons) != ("pending", ["x"])
+
+
+def test_the_attention_lists_change_permission_alone_allows_no_bulk_resolve(
+    client: Client, stripe_settings: Any
+) -> None:
+    order = order_build()
+    flag_amount_mismatch(client, order)
+    support = limited_staff(
+        "view_order", "view_orderneedingattention", "change_orderneedingattention"
+    )
+    page = support.get("/admin/orders/orderneedingattention/").content.decode()
+    assert 'value="attention_resolve"' not in page
+    support.post(
+        "/admin/orders/orderneedingattention/",
+        {"action": "attention_resolve", "_selected_action": [str(order.pk)], "post": "yes",
+         f"reasons-{order.pk}": ["amount_mismatch"], "reason": "x"},
+    )  # fmt: skip
+    order.refresh_from_db()
+    assert order.attention_reasons == ["amount_mismatch"]
+
+
+@pytest.mark.parametrize("action", ["cancel", "accept-paid", "resolve"])
+def test_staff_actions_refuse_a_get_with_query_parameters(
+    no_stripe: Any, staff_client: Client, action: str
+) -> None:
+    """Only a POST acts (CSRF-checked): a link with the form's fields in its query string,
+    opened by staff who may act, only shows the confirmation page."""
+    order = order_build(with_session=False)
+    Order.objects.filter(pk=order.pk).update(needs_attention=True, attention_reasons=["x"])
+    before = list(order.events.values_list("pk", flat=True))
+    query = "reason=Because.&reasons=x&shown=x&seen_through=999999"
+    response = staff_client.get(f"/admin/orders/order/{order.pk}/{action}/?{query}")
+    assert response.status_code == 200
+    assert texts(response) == []
+    order.refresh_from_db()
+    assert (order.status, order.attention_reasons) == ("pending", ["x"])
+    assert list(order.events.values_list("pk", flat=True)) == before
 
 
 def links(page: str) -> set[str]:
