@@ -8,8 +8,9 @@ Time is bounded (docs/payments.md, "Talking to Stripe"): each HTTP attempt has a
 and a read timeout (STRIPE_CONNECT_TIMEOUT, STRIPE_READ_TIMEOUT), all attempts of one
 logical call share one wall-clock budget (STRIPE_RETRY_BUDGET; `budget()` makes several
 calls share one) that ends well inside the web worker's timeout, and a watchdog (_Watch)
-ends an attempt's whole exchange, status line, headers and body, when the budget does. We retry ourselves (the SDK's own retries are off) so that the
-budget holds and so that each kind of failure is retried as it deserves:
+ends an attempt's whole exchange, status line, headers and body, when the budget does.
+We retry ourselves (the SDK's own retries are off) so that the budget holds and so that
+each kind of failure is retried as it deserves:
 - an outage (connection error, timeout, 5xx, 408, 429) up to MAX_NETWORK_RETRIES times;
 - 409 `idempotency_key_in_use` (another request with this key is still executing at
   Stripe, e.g. a double-click) until the budget ends, waiting for that request's answer;
@@ -222,9 +223,7 @@ class _Watch:
             return self.fired
 
 
-_watch: contextvars.ContextVar[_Watch | None] = contextvars.ContextVar(
-    "stripe_watch", default=None
-)
+_watch: contextvars.ContextVar[_Watch | None] = contextvars.ContextVar("stripe_watch", default=None)
 
 
 def _connection_shutdown(conn: urllib3.connection.HTTPConnection) -> None:
