@@ -65,11 +65,11 @@ STRIPE_API_BASE: str = env.str("STRIPE_API_BASE", default="")
 # Bounded time (docs/payments.md, "Talking to Stripe"): seconds per HTTP attempt to
 # connect and to wait for the answer, and the wall-clock budget that all Stripe calls of
 # one request share (a checkout: create the session, and expire it if the order was
-# canceled meanwhile). An attempt begun just before the budget ends may still connect
-# and wait for bytes once more, so a request's Stripe part ends at the latest budget +
-# connect + read after it began; that must leave WEB_TIMEOUT_MARGIN seconds for the
-# database work before the web worker's timeout (WEB_TIMEOUT, which gunicorn.conf.py
-# reads too).
+# canceled meanwhile). The gateway's watchdog ends every attempt when the budget does,
+# so a request's Stripe part ends at the budget, name resolution aside (no socket timeout
+# covers it); the check keeps one connect + read on top as a margin, and that must still
+# leave WEB_TIMEOUT_MARGIN seconds for the database work before the web worker's timeout
+# (WEB_TIMEOUT, which gunicorn.conf.py reads too).
 WEB_TIMEOUT: int = env.int("WEB_TIMEOUT", default=30)
 WEB_TIMEOUT_MARGIN = 5
 STRIPE_CONNECT_TIMEOUT: float = env.float("STRIPE_CONNECT_TIMEOUT", default=3.0)

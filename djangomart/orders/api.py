@@ -67,7 +67,8 @@ _PROVIDER_502 = (
     "The payment step failed at Stripe; the order (`id`, `access_token`) was canceled and "
     "its stock released. `payment_provider_unavailable`: Stripe could not be reached, "
     "timed out or failed (try again later). `payment_provider_rejected`: Stripe refused "
-    "the request (`provider_code`, e.g. `amount_too_small`); the same checkout will fail again."
+    "the request (`provider_code`, e.g. `amount_too_small`); the same checkout will fail again, "
+    "and a retry with the same Idempotency-Key gets this answer again."
 )
 CHECKOUT_RESPONSES = {
     404: {"description": "`unknown_sku`."},
@@ -76,7 +77,9 @@ CHECKOUT_RESPONSES = {
             "`out_of_stock`; `idempotency_key_reused` (the key was used with another body); "
             "`checkout_in_progress`: an earlier request with this Idempotency-Key is still "
             "creating the Checkout Session; nothing was canceled, retry after `Retry-After` "
-            "seconds with the same key and body."
+            "seconds with the same key and body. `order_closed`: a retry (same key) of an "
+            "order that ended unpaid (`order_status`: expired, canceled, failed), with its "
+            "`id` and `access_token`; start a new checkout with a new key."
         ),
         "headers": _RETRY_AFTER,
     },

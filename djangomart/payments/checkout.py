@@ -117,6 +117,21 @@ class CheckoutSessionUnknown(PaymentProviderError):
     default_message = "The payment provider does not know this order's Checkout Session."
 
 
+class OrderClosed(DomainError):
+    """A retry (same Idempotency-Key) of a checkout whose order ended otherwise than paid:
+    expired, canceled (by staff, or after a Checkout Session that was never created) or
+    failed. Stripe is not asked again; a new checkout needs a new key."""
+
+    status = 409
+    code = "order_closed"
+
+
+# Why checkout canceled an order, in its cancel transition's OrderEvent.data["cause"], so
+# that a retry with the same Idempotency-Key is answered as the first request was.
+CAUSE_PROVIDER_REJECTED = "provider_rejected"
+CAUSE_PROVIDER_UNAVAILABLE = "provider_unavailable"
+
+
 # Stripe wants a session's expires_at 30 minutes to 24 hours after it creates the session.
 # The session is created a moment after the order (longer when Stripe is slow, or when a
 # client retries after 409 checkout_in_progress), and our clock may be a little ahead of
@@ -238,8 +253,9 @@ def checkout_create(
     customer_id: int | None = None,
 ) -> CheckoutResult:
     """Creates (or, for a repeated Idempotency-Key, finds) the order and its Checkout
-    Session. Raises OutOfStock, UnknownSku, InvalidCheckout, IdempotencyKeyReused or
-    PaymentProviderUnavailable (after canceling the order)."""
+    Session. Raises OutOfStock, UnknownSku, InvalidCheckout, IdempotencyKeyReused,
+    PaymentProviderUnavailable or PaymentProviderRejected (after canceling the order),
+    CheckoutInProgress, or OrderClosed (a retry of an order that ended unpaid)."""
     idempotency_key = _idempotency_key_stored(idempotency_key, customer_id)
     # Only an absent URL means the default: an empty one is a bad one.
     success_url = redirect_url_check(
@@ -368,13 +384,46 @@ def _order_create(
     return order
 
 
+# Orders whose checkout answer is still the order and its session (201): pending (the
+# customer may still pay), or paid (the answer says so in `order.status`).
+_ANSWERED = frozenset({Order.Status.PENDING, Order.Status.PAID, Order.Status.FULFILLED})
+
+
+def _closed_error(order: Order) -> DomainError:
+    """The answer to a retry of the checkout of an order that ended unpaid: the first
+    request's own answer when checkout canceled it (Stripe refused, or was down), else
+    409 order_closed naming the status."""
+    ids = {"id": str(order.id), "access_token": order.access_token}
+    if order.status == Order.Status.CANCELED:
+        event = (
+            OrderEvent.objects.filter(
+                order=order, kind=OrderEvent.Kind.TRANSITION, to_status=Order.Status.CANCELED
+            )
+            .order_by("-pk")
+            .first()
+        )
+        data = event.data if event is not None and isinstance(event.data, dict) else {}
+        if data.get("cause") == CAUSE_PROVIDER_REJECTED:
+            return PaymentProviderRejected(**ids, provider_code=data.get("provider_code"))
+        if data.get("cause") == CAUSE_PROVIDER_UNAVAILABLE:
+            return PaymentProviderUnavailable(**ids)
+    if order.status in _ANSWERED:  # paid without a Checkout Session (accepted by staff)
+        message = f"This order is already {order.status}."
+    else:
+        message = (
+            f"This order is {order.status} and can no longer be paid; start a new checkout "
+            "with a new Idempotency-Key."
+        )
+    return OrderClosed(message, **ids, order_status=order.status)
+
+
 def _session_ensure(order: Order) -> CheckoutResult:
     """Creates the order's Checkout Session unless it has one. No lock is held during the
     Stripe call; the idempotency key makes a repeated call return the same session."""
-    if order.stripe_checkout_session_id and order.checkout_url:
+    if order.stripe_checkout_session_id and order.checkout_url and order.status in _ANSWERED:
         return CheckoutResult(order, order.checkout_url, order.stripe_checkout_session_id)
     if not order.is_pending():
-        raise PaymentProviderUnavailable(id=str(order.id), access_token=order.access_token)
+        raise _closed_error(order)
     # One budget for every Stripe call of this request (the session, and expiring it
     # again if the order was canceled meanwhile), so that the request ends inside the web
     # worker's timeout (settings.py checks the arithmetic).
@@ -409,9 +458,7 @@ def _session_create(order: Order) -> CheckoutResult:
         if current.stripe_checkout_session_id and current.checkout_url:
             return CheckoutResult(current, current.checkout_url, current.stripe_checkout_session_id)
         if not current.is_pending():  # the other request gave up on Stripe meanwhile
-            raise PaymentProviderUnavailable(
-                id=str(order.id), access_token=order.access_token
-            ) from exc
+            raise _closed_error(current) from exc
         raise CheckoutInProgress(id=str(order.id), access_token=order.access_token) from exc
     except gateway.GatewayError as exc:
         rejected = isinstance(exc, gateway.GatewayRejected)
@@ -422,8 +469,16 @@ def _session_create(order: Order) -> CheckoutResult:
             extra={"order_id": str(order.id), **exc.log_fields()},
         )
         what = "refused" if rejected else "unavailable"
+        cause: dict[str, Any] = (
+            {"cause": CAUSE_PROVIDER_REJECTED, "provider_code": exc.code}
+            if rejected
+            else {"cause": CAUSE_PROVIDER_UNAVAILABLE}
+        )
         current = _order_cancel_unless_session(
-            order.pk, reason=f"Payment provider {what}: {exc.message}", key_release=not rejected
+            order.pk,
+            reason=f"Payment provider {what}: {exc.message}",
+            cause=cause,
+            key_release=not rejected,
         )
         if current.stripe_checkout_session_id and current.checkout_url:
             # A concurrent retry of the same checkout got the session: answer with it.
@@ -447,8 +502,8 @@ def _session_create(order: Order) -> CheckoutResult:
             )
         if locked.stripe_checkout_session_id:
             return CheckoutResult(locked, locked.checkout_url, locked.stripe_checkout_session_id)
-    # A concurrent retry gave up on Stripe and canceled the order while this call was
-    # creating the session: nobody may pay it.
+    # A concurrent retry gave up on Stripe (or staff canceled the order) while this call
+    # was creating the session: nobody may pay it.
     try:
         gateway.checkout_session_expire(session.id)
     except gateway.GatewayError:
@@ -456,12 +511,15 @@ def _session_create(order: Order) -> CheckoutResult:
             "could not expire the session of a canceled order",
             extra={"order_id": str(order.id), "session_id": session.id},
         )
-    raise PaymentProviderUnavailable(id=str(order.id), access_token=order.access_token)
+    raise _closed_error(locked)
 
 
 @transaction.atomic
-def _order_cancel_unless_session(order_id: UUID, *, reason: str, key_release: bool) -> Order:
-    """Cancels the order (giving its stock back) unless it got a session meanwhile.
+def _order_cancel_unless_session(
+    order_id: UUID, *, reason: str, cause: dict[str, Any], key_release: bool
+) -> Order:
+    """Cancels the order (giving its stock back) unless it got a session meanwhile; the
+    cancel's timeline entry keeps `cause` as its data (read back by _closed_error).
 
     With `key_release` (an outage) the order also lets go of its Idempotency-Key: the
     502 says "try again later", and a retry with the same key must then start a new
@@ -470,7 +528,7 @@ def _order_cancel_unless_session(order_id: UUID, *, reason: str, key_release: bo
     again, as Stripe keeps its 4xx answers."""
     order = orders_lock([order_id])[order_id]
     if not order.stripe_checkout_session_id and order.is_pending():
-        transitions.apply(order, Order.Status.CANCELED, message=reason)
+        transitions.apply(order, Order.Status.CANCELED, message=reason, data=cause)
         if key_release and order.idempotency_key:
             order.idempotency_key = None
             order.save(update_fields=["idempotency_key", "updated_at"])

@@ -5,11 +5,12 @@ create a second object. Callers must not hold database row locks while calling i
 Results come back as plain dicts (Stripe's JSON) or our dataclasses, not SDK objects.
 
 Time is bounded (docs/payments.md, "Talking to Stripe"): each HTTP attempt has a connect
-and a read timeout (STRIPE_CONNECT_TIMEOUT, STRIPE_READ_TIMEOUT), its body is read against
-the deadline, and all attempts of one logical call share one wall-clock budget
-(STRIPE_RETRY_BUDGET; `budget()` makes several calls share one) that ends well inside the
-web worker's timeout. We retry ourselves (the SDK's own retries are off) so that the
-budget holds and so that each kind of failure is retried as it deserves:
+and a read timeout (STRIPE_CONNECT_TIMEOUT, STRIPE_READ_TIMEOUT), all attempts of one
+logical call share one wall-clock budget (STRIPE_RETRY_BUDGET; `budget()` makes several
+calls share one) that ends well inside the web worker's timeout, and a watchdog (_Watch)
+ends an attempt's whole exchange, status line, headers and body, when the budget does.
+We retry ourselves (the SDK's own retries are off) so that the budget holds and so that
+each kind of failure is retried as it deserves:
 - an outage (connection error, timeout, 5xx, 408, 429) up to MAX_NETWORK_RETRIES times;
 - 409 `idempotency_key_in_use` (another request with this key is still executing at
   Stripe, e.g. a double-click) until the budget ends, waiting for that request's answer;
@@ -20,10 +21,13 @@ at Stripe (it timed out or lost its connection after sending): then it is ours, 
 and the call is an outage (GatewayUnavailable).
 """
 
+import contextlib
 import contextvars
 import functools
 import logging
 import random
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,8 +35,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import requests
+import requests.adapters
 import stripe
 import urllib3
+import urllib3.connection
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
@@ -180,19 +186,164 @@ def _maybe_executing_note() -> None:
         state.maybe_executing = True
 
 
+class _Watch:
+    """The watchdog of one HTTP attempt: the connections it used, and whether the budget
+    ran out before the exchange ended. Socket timeouts bound each wait for bytes, not
+    the exchange: a status line, headers or body arriving a few bytes at a time would
+    hold the call as long as the server likes. So when the budget ends the watchdog
+    shuts the attempt's sockets down, which wakes the blocked read (shutdown does so
+    reliably on Linux; close does not) and fails the request."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.connections: list[urllib3.connection.HTTPConnection] = []
+        self.fired = False
+        self.ended = False
+
+    def register(self, conn: urllib3.connection.HTTPConnection) -> None:
+        with self.lock:
+            if not any(c is conn for c in self.connections):
+                self.connections.append(conn)
+            if self.fired and not self.ended:
+                # Fired while this connection was still connecting (no socket yet).
+                _connection_shutdown(conn)
+
+    def fire(self) -> None:
+        with self.lock:
+            if self.ended:
+                return
+            self.fired = True
+            for conn in self.connections:
+                _connection_shutdown(conn)
+
+    def end(self) -> bool:
+        """Ends the watch (a late timer then does nothing); whether it fired."""
+        with self.lock:
+            self.ended = True
+            return self.fired
+
+
+_watch: contextvars.ContextVar[_Watch | None] = contextvars.ContextVar("stripe_watch", default=None)
+
+
+def _connection_shutdown(conn: urllib3.connection.HTTPConnection) -> None:
+    sock = conn.sock
+    # An SSLTransport (TLS through an HTTPS proxy) wraps its socket.
+    raw = sock if isinstance(sock, socket.socket) else getattr(sock, "socket", None)
+    if not isinstance(raw, socket.socket):
+        return
+    # Pool checkouts test is_connected: never hand this connection out again.
+    conn._watchdog_shut = True  # type: ignore[attr-defined]
+    # The plain socket's shutdown, also for an SSLSocket: SSLSocket.shutdown would drop
+    # its SSL object under the thread reading with it. The TLS read then sees EOF.
+    with contextlib.suppress(OSError):  # already closed by the exchange itself
+        socket.socket.shutdown(raw, socket.SHUT_RDWR)
+
+
+class _WatchedConnectionMixin:
+    """Registers the connection with the current attempt's watchdog whenever it is
+    used: on connect, and on every request and response, so that a keep-alive
+    connection reused from the pool is watched too."""
+
+    _watchdog_shut = False
+
+    def _watch_register(self) -> None:
+        watch = _watch.get()
+        if watch is not None:
+            watch.register(self)  # type: ignore[arg-type]
+
+    def connect(self) -> None:
+        self._watchdog_shut = False
+        super().connect()  # type: ignore[misc]
+        self._watch_register()
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        self._watch_register()
+        super().request(*args, **kwargs)  # type: ignore[misc]
+
+    def getresponse(self) -> Any:
+        self._watch_register()
+        return super().getresponse()  # type: ignore[misc]
+
+    @property
+    def is_connected(self) -> bool:
+        return not self._watchdog_shut and bool(super().is_connected)  # type: ignore[misc]
+
+
+class _WatchedHTTPConnection(_WatchedConnectionMixin, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_WatchedConnectionMixin, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPConnectionPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSConnectionPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_WATCHED_POOLS = {"http": _WatchedHTTPConnectionPool, "https": _WatchedHTTPSConnectionPool}
+
+
+class _WatchedAdapter(requests.adapters.HTTPAdapter):
+    """Requests' adapter with connection pools whose connections the watchdog knows."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> urllib3.PoolManager:
+        manager: urllib3.PoolManager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):
+            manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
+
+
 class _BudgetedSession(requests.Session):
     """The SDK's HTTP session, with every request's timeouts taken from the settings and
-    the current budget (the SDK's RequestsClient would use one fixed timeout), noting
-    for _call whether a failed attempt may still be executing at Stripe."""
+    the current budget (the SDK's RequestsClient would use one fixed timeout), the
+    whole exchange (status line, headers, body) ended by a watchdog when the budget
+    does, and noting for _call whether a failed attempt may still be executing at
+    Stripe."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        adapter = _WatchedAdapter()
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
 
     def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs["timeout"] = _attempt_timeouts()
-        # The read timeout bounds each wait for the next bytes, not the whole answer: a
-        # body trickling in would hold the call past its budget. So the body is read
-        # here, piece by piece, against the deadline.
-        deadline = None if kwargs.get("stream") else _deadline.get()
-        if deadline is not None:
-            kwargs["stream"] = True
+        deadline = _deadline.get()
+        if deadline is None:
+            return self._attempt(method, url, *args, **kwargs)
+        watch = _Watch()
+        token = _watch.set(watch)
+        # As _attempt_timeouts: an attempt gets at least a moment.
+        timer = threading.Timer(max(0.05, deadline - time.monotonic()), watch.fire)
+        timer.daemon = True
+        timer.start()
+        try:
+            # With stream=False (the SDK's calls) the body is read in here too.
+            response = self._attempt(method, url, *args, **kwargs)
+        except Exception as exc:
+            if watch.end():
+                raise _budget_spent() from exc
+            raise
+        finally:
+            timer.cancel()
+            _watch.reset(token)
+        if watch.end():
+            # The shut-down socket ended the answer early (a body read to EOF).
+            response.close()
+            raise _budget_spent()
+        return response
+
+    def _attempt(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> requests.Response:
         try:
             response = super().request(method, url, *args, **kwargs)
         except requests.exceptions.RequestException as exc:
@@ -203,46 +354,14 @@ class _BudgetedSession(requests.Session):
             # A gateway in front of Stripe gave up waiting for it: like our own read
             # timeout, the request may still be executing behind it.
             _maybe_executing_note()
-        if deadline is not None:
-            _body_read(response, deadline)
         return response
 
 
-# Largest piece of an answer read at once; read1 returns as soon as any bytes arrive.
-_BODY_PIECE = 64 * 1024
-
-
-def _body_read(response: requests.Response, deadline: float) -> None:
-    """Reads a streamed answer's body into the response (as `stream=False` would) unless
-    the deadline passes before it is complete: then the connection is closed and
-    ReadTimeout raised, an outage for the SDK like any timeout. Stripe answered (its
-    status line came), so the request is not still executing there."""
-    raw = response.raw
-    pieces: list[bytes] = []
-    try:
-        while True:
-            # Returns what has arrived, waiting (at most the read timeout) only when
-            # nothing has: each wait starts before the deadline.
-            piece = raw.read1(_BODY_PIECE, decode_content=True)
-            if not piece:
-                break
-            pieces.append(piece)
-            # length_remaining: what Content-Length still promises (None when chunked).
-            if time.monotonic() >= deadline and raw.length_remaining != 0:
-                response.close()
-                raise requests.exceptions.ReadTimeout(
-                    "the answer did not arrive within STRIPE_RETRY_BUDGET", response=response
-                )
-    except urllib3.exceptions.ReadTimeoutError as exc:
-        raise requests.exceptions.ReadTimeout(exc, response=response) from exc
-    except urllib3.exceptions.SSLError as exc:
-        raise requests.exceptions.SSLError(exc, response=response) from exc
-    except urllib3.exceptions.ProtocolError as exc:
-        raise requests.exceptions.ConnectionError(exc, response=response) from exc
-    except urllib3.exceptions.DecodeError as exc:
-        raise requests.exceptions.ContentDecodingError(exc, response=response) from exc
-    response._content = b"".join(pieces)
-    response._content_consumed = True
+def _budget_spent() -> requests.exceptions.ReadTimeout:
+    """The watchdog cut the exchange: a read timeout for the SDK (an outage), and, as
+    for any read timeout, the request may still be executing at Stripe."""
+    _maybe_executing_note()
+    return requests.exceptions.ReadTimeout("no answer within STRIPE_RETRY_BUDGET")
 
 
 @dataclass(frozen=True)

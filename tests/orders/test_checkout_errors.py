@@ -8,6 +8,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from uuid import UUID
 
 import pytest
 from django.db import connection
@@ -16,7 +17,8 @@ from django.utils import timezone
 
 from djangomart.catalog.models import Variant
 from djangomart.catalog.selectors import variant_available
-from djangomart.orders.models import Order
+from djangomart.orders.models import Order, OrderEvent
+from djangomart.payments.staff import order_staff_cancel
 from stripe_sandbox.state import SANDBOX
 from tests.conftest import make_product
 from tests.orders.conftest import checkout_body, checkout_post
@@ -100,6 +102,92 @@ def test_an_outage_is_logged_with_the_order_and_stripes_message(
     assert line.order_id == str(Order.objects.get().id)  # type: ignore[attr-defined]
     assert line.stripe_status == 500  # type: ignore[attr-defined]
     assert "injected by the sandbox" in line.stripe_message  # type: ignore[attr-defined]
+
+
+# -- A retry of an order that ended ---------------------------------------------------
+
+KEY = "retry-0123456789abcdef"
+
+
+def test_a_retry_of_a_refused_checkout_is_answered_as_the_refusal_again(
+    cheap: None, sandbox: SandboxServer, client: Client
+) -> None:
+    """A refusal keeps its Idempotency-Key, so the retry finds the canceled order: it
+    must hear the refusal again (with Stripe's code), not an outage it would retry for
+    24 hours. Stripe is not asked again."""
+    body = checkout_body(lines=[{"sku": "STICKER", "quantity": 1}])
+    first = checkout_post(client, body, HTTP_IDEMPOTENCY_KEY=KEY)
+    assert (first.status_code, first.json()["code"]) == (502, "payment_provider_rejected")
+    again = checkout_post(client, body, HTTP_IDEMPOTENCY_KEY=KEY)
+    assert (again.status_code, again.json()["code"]) == (502, "payment_provider_rejected")
+    assert again.json()["provider_code"] == "amount_too_small"
+    for field in ("id", "access_token"):
+        assert again.json()[field] == first.json()[field]
+    assert len(sandbox.requests(method="POST", path="/v1/checkout/sessions")) == 1
+    cancel = OrderEvent.objects.get(kind="transition", to_status="canceled")
+    assert cancel.data == {"cause": "provider_rejected", "provider_code": "amount_too_small"}
+
+
+def test_an_outage_cancel_records_its_cause(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    sandbox.configure(api_error_rate=1.0)
+    assert checkout_post(client).json()["code"] == "payment_provider_unavailable"
+    cancel = OrderEvent.objects.get(kind="transition", to_status="canceled")
+    assert cancel.data == {"cause": "provider_unavailable"}
+
+
+def _closed(response: Any, order: Order) -> None:
+    assert response.status_code == 409, response.content
+    body = response.json()
+    assert (body["code"], body["order_status"]) == ("order_closed", order.status)
+    assert order.status in body["message"]
+    assert (body["id"], body["access_token"]) == (str(order.id), order.access_token)
+
+
+def test_a_retry_of_an_expired_order_is_409_order_closed(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    """Not 201 with the expired session's URL, where the customer could not pay."""
+    placed = checkout_post(client, HTTP_IDEMPOTENCY_KEY=KEY).json()
+    sandbox.client().v1.checkout.sessions.expire(placed["checkout_session_id"])
+    assert sync(client, placed).json()["status"] == "expired"
+    _closed(checkout_post(client, HTTP_IDEMPOTENCY_KEY=KEY), Order.objects.get())
+
+
+def test_a_retry_of_an_order_staff_canceled_is_409_order_closed(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    placed = checkout_post(client, HTTP_IDEMPOTENCY_KEY=KEY).json()
+    order_staff_cancel(order_id=UUID(placed["order"]["id"]), user=None, reason="Abandoned.")
+    _closed(checkout_post(client, HTTP_IDEMPOTENCY_KEY=KEY), Order.objects.get())
+
+
+def test_a_retry_of_an_order_staff_canceled_before_it_had_a_session_is_409_order_closed(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    """Was 502 payment_provider_unavailable: Stripe was never asked."""
+    placed = checkout_post(client, HTTP_IDEMPOTENCY_KEY=KEY).json()
+    Order.objects.update(stripe_checkout_session_id=None, checkout_url="")
+    order_staff_cancel(order_id=UUID(placed["order"]["id"]), user=None, reason="Stuck.")
+    _closed(checkout_post(client, HTTP_IDEMPOTENCY_KEY=KEY), Order.objects.get())
+
+
+def test_a_retry_of_a_paid_order_is_the_same_201_answer_showing_it_paid(
+    goods: None, sandbox: SandboxServer, client: Client
+) -> None:
+    placed = checkout_post(client, HTTP_IDEMPOTENCY_KEY=KEY).json()
+    sandbox.control(
+        f"checkout/sessions/{placed['checkout_session_id']}/pay", {"card": "4242424242424242"}
+    )
+    assert sync(client, placed).json()["status"] == "paid"
+    again = checkout_post(client, HTTP_IDEMPOTENCY_KEY=KEY)
+    assert again.status_code == 201, again.content
+    assert again.json()["checkout_session_id"] == placed["checkout_session_id"]
+    assert (again.json()["order"]["id"], again.json()["order"]["status"]) == (
+        placed["order"]["id"],
+        "paid",
+    )
 
 
 # -- A double-click while Stripe is slow ----------------------------------------------
@@ -293,4 +381,5 @@ def test_the_schema_lists_every_status_of_checkout_and_sync(client: Client) -> N
     assert {"200", "404", "409", "502"} <= set(sync_)
     assert "checkout_in_progress" in checkout["409"]["description"]
     assert "payment_provider_rejected" in checkout["502"]["description"]
+    assert "order_closed" in checkout["409"]["description"]
     assert "checkout_session_unknown" in sync_["409"]["description"]

@@ -2,18 +2,23 @@
 timeouts and one retry budget per logical call) and honest errors (an outage, a refusal,
 a missing object and a key still in use are different exceptions)."""
 
+import contextlib
 import json
 import logging
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import stripe
 
 from djangomart.payments import gateway
 from stripe_sandbox.state import SANDBOX
@@ -196,6 +201,136 @@ def test_an_answer_read_in_pieces_within_the_budget_is_the_whole_answer(
     assert session.url
 
 
+def _headers_trickled(h: Handler, payload: bytes) -> None:
+    """A 200 whose status line comes at once and whose headers take about 4 s, each byte
+    well within the read timeout, then `payload`: socket timeouts alone let it through."""
+    with contextlib.suppress(OSError):  # the client may hang up (as it should)
+        h.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        for _ in range(20):
+            h.wfile.write(b"a")
+            h.wfile.flush()
+            time.sleep(0.2)
+        h.wfile.write(
+            b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(payload)
+            + payload
+        )
+        h.wfile.flush()
+    h.close_connection = True
+
+
+def _session_on_stripe(sandbox: SandboxServer) -> tuple[str, bytes]:
+    """A session made straight at the sandbox, and its JSON as Stripe answers it."""
+    session = sandbox.client().v1.checkout.sessions.create(
+        params=_session_params()  # type: ignore[arg-type]
+    )
+    answer = sandbox.client().v1.checkout.sessions.retrieve(session.id)
+    return session.id, str(answer.last_response.body).encode()  # type: ignore[union-attr]
+
+
+def test_an_answer_whose_headers_trickle_in_is_cut_off_at_the_budget(
+    sandbox: SandboxServer, stripe_proxy: Any, settings: Any
+) -> None:
+    """The status line and headers are read by http.client under the per-wait read
+    timeout only; the gateway's watchdog ends the whole exchange at the budget."""
+    session_id, payload = _session_on_stripe(sandbox)
+    settings.STRIPE_CONNECT_TIMEOUT = 0.5
+    settings.STRIPE_READ_TIMEOUT = 0.5
+    settings.STRIPE_RETRY_BUDGET = 1.0
+
+    def rule(proxy: StripeProxy, method: str, path: str, n: int, h: Handler, body: bytes) -> bool:
+        if method != "GET" or not path.startswith(f"{SESSIONS}/"):
+            return False
+        _headers_trickled(h, payload)
+        return True
+
+    stripe_proxy(rule)
+    with pytest.raises(gateway.GatewayUnavailable):
+        gateway.checkout_session_retrieve(session_id)
+
+
+def test_a_reused_keep_alive_connection_is_watched_too(
+    sandbox: SandboxServer, stripe_proxy: Any, settings: Any
+) -> None:
+    """The second call goes out on the first one's pooled connection (no connect, so no
+    new socket to see): its exchange is bounded all the same."""
+    session_id, payload = _session_on_stripe(sandbox)
+    settings.STRIPE_READ_TIMEOUT = 0.5
+    settings.STRIPE_RETRY_BUDGET = 1.0
+    client_ports: list[int] = []
+
+    def rule(proxy: StripeProxy, method: str, path: str, n: int, h: Handler, body: bytes) -> bool:
+        if method != "GET" or not path.startswith(f"{SESSIONS}/"):
+            return False
+        client_ports.append(h.client_address[1])
+        if n == 1:
+            return False  # forwarded: a normal answer, and the connection kept alive
+        _headers_trickled(h, payload)
+        return True
+
+    stripe_proxy(rule)
+    assert gateway.checkout_session_retrieve(session_id)["id"] == session_id
+    with pytest.raises(gateway.GatewayUnavailable):
+        gateway.checkout_session_retrieve(session_id)
+    assert client_ports[0] == client_ports[1], "the second call did not reuse the connection"
+
+
+class _TrickleOverTls:
+    """An https server (a self-signed certificate for 127.0.0.1, made with openssl) whose
+    answers trickle their headers, as a TLS-terminating proxy in front of Stripe might."""
+
+    def __init__(self, directory: Path, payload: bytes) -> None:
+        self.cert = directory / "cert.pem"
+        key = directory / "key.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+             "-keyout", str(key), "-out", str(self.cert)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+
+        class TrickleHandler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                _headers_trickled(self, payload)  # type: ignore[arg-type]
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, key)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), TrickleHandler)
+        self.server.daemon_threads = True
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_over_tls_an_answer_whose_headers_trickle_in_is_cut_off_at_the_budget(
+    stripe_settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real Stripe is https: the watchdog shuts down the SSLSocket's connection."""
+    payload = json.dumps({"id": "cs_test_tls", "object": "checkout.session"}).encode()
+    server = _TrickleOverTls(tmp_path, payload)
+    try:
+        # The SDK verifies against its bundle; this one holds the test's certificate.
+        monkeypatch.setattr(stripe, "ca_bundle_path", str(server.cert))
+        stripe_settings.STRIPE_API_BASE = server.url
+        stripe_settings.STRIPE_READ_TIMEOUT = 0.5
+        stripe_settings.STRIPE_RETRY_BUDGET = 1.0
+        gateway.client_reset()
+        with pytest.raises(gateway.GatewayUnavailable) as caught:
+            gateway.checkout_session_retrieve("cs_test_tls")
+        # A timeout, not a certificate problem (which would not be retried either).
+        assert "no answer within STRIPE_RETRY_BUDGET" in caught.value.message
+    finally:
+        server.stop()
+
+
 def test_calls_inside_one_budget_share_its_deadline(sandbox: SandboxServer, settings: Any) -> None:
     """A checkout's session creation and the expiry that may follow are one budget, so
     that the request as a whole ends inside the web worker's timeout."""
@@ -362,6 +497,58 @@ def test_a_key_in_use_after_our_own_request_was_lost_on_the_way_back_is_an_outag
         session_create()
     assert caught.value.code == "idempotency_key_in_use"
     assert proxy.seen[("POST", SESSIONS)] >= 2  # retried, and met our own request
+
+
+def _answer_gateway_timeout(h: Handler) -> None:
+    """What a proxy or load balancer in front of Stripe sends when it gave up waiting."""
+    payload = b"<html><body><h1>504 Gateway Time-out</h1></body></html>"
+    h.send_response(504)
+    h.send_header("Content-Type", "text/html")
+    h.send_header("Content-Length", str(len(payload)))
+    h.end_headers()
+    h.wfile.write(payload)
+
+
+@pytest.mark.parametrize(
+    ("first_answer", "expected"),
+    [
+        # Stripe finished with a 500: the request then holding the key is someone else's.
+        ("500", gateway.GatewayIdempotencyInUse),
+        # A proxy's 504: our request may still be executing behind it, holding the key.
+        ("504", gateway.GatewayUnavailable),
+    ],
+)
+def test_a_key_in_use_after_a_504_is_our_own_request_hanging_an_outage(
+    sandbox: SandboxServer, stripe_proxy: Any, settings: Any, first_answer: str, expected: type
+) -> None:
+    """The first attempt reaches Stripe and keeps executing there; the proxy answers it
+    with a 504 (or, for contrast, Stripe's 500). The retries meet 409
+    idempotency_key_in_use until the budget ends: only after the 504 is that an outage."""
+    settings.STRIPE_RETRY_BUDGET = 1.5
+    sandbox.configure(api_latency_min=4.0, api_latency_max=4.0)
+    in_flight = sandbox.app[SANDBOX].store.in_flight
+
+    def rule(proxy: StripeProxy, method: str, path: str, n: int, h: Handler, body: bytes) -> bool:
+        if (method, path) != ("POST", SESSIONS) or n != 1:
+            return False
+        headers = {k: v for k, v in h.headers.items() if k.lower() != "host"}
+        forward = {"data": body, "headers": headers, "timeout": 30}
+        threading.Thread(
+            target=requests.post, args=(proxy.upstream + h.path,), kwargs=forward, daemon=True
+        ).start()
+        wait_until(lambda: bool(in_flight), what="the request executing at the sandbox")
+        if first_answer == "504":
+            _answer_gateway_timeout(h)
+        else:
+            h.answer_500()
+        return True
+
+    proxy = stripe_proxy(rule)
+    with pytest.raises(gateway.GatewayError) as caught:
+        session_create()
+    assert type(caught.value) is expected
+    assert caught.value.code == "idempotency_key_in_use"
+    assert proxy.seen[("POST", SESSIONS)] >= 2  # retried, and met the executing request
 
 
 class _FirstRetry(logging.Handler):
