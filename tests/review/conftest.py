@@ -1,0 +1,1 @@
+from tests.payments.conftest import *  # noqa: F403
