@@ -191,7 +191,8 @@ class _Watch:
     ran out before the exchange ended. Socket timeouts bound each wait for bytes, not
     the exchange: a status line, headers or body arriving a few bytes at a time would
     hold the call as long as the server likes. So when the budget ends the watchdog
-    shuts the attempt's sockets down, which wakes the blocked read (shutdown does so
+    shuts down the sockets the attempt still holds (not one already back in the pool,
+    which another thread may be using), which wakes the blocked read (shutdown does so
     reliably on Linux; close does not) and fails the request."""
 
     def __init__(self) -> None:
@@ -202,11 +203,20 @@ class _Watch:
 
     def register(self, conn: urllib3.connection.HTTPConnection) -> None:
         with self.lock:
+            conn._watched_by = self  # type: ignore[attr-defined]
             if not any(c is conn for c in self.connections):
                 self.connections.append(conn)
             if self.fired and not self.ended:
-                # Fired while this connection was still connecting (no socket yet).
+                # Fired while this connection was still connecting.
                 _connection_shutdown(conn)
+
+    def release(self, conn: urllib3.connection.HTTPConnection) -> None:
+        """The connection went back to the pool (its answer was read), where another
+        thread's attempt may take it: this watchdog must not shut it any more."""
+        with self.lock:
+            self.connections = [c for c in self.connections if c is not conn]
+            if getattr(conn, "_watched_by", None) is self:
+                conn._watched_by = None  # type: ignore[attr-defined]
 
     def fire(self) -> None:
         with self.lock:
@@ -214,7 +224,8 @@ class _Watch:
                 return
             self.fired = True
             for conn in self.connections:
-                _connection_shutdown(conn)
+                if getattr(conn, "_watched_by", None) is self:
+                    _connection_shutdown(conn)
 
     def end(self) -> bool:
         """Ends the watch (a late timer then does nothing); whether it fired."""
@@ -227,7 +238,8 @@ _watch: contextvars.ContextVar[_Watch | None] = contextvars.ContextVar("stripe_w
 
 
 def _connection_shutdown(conn: urllib3.connection.HTTPConnection) -> None:
-    sock = conn.sock
+    # While TLS is being negotiated conn.sock is not set yet: the plain socket is.
+    sock = conn.sock or getattr(conn, "_watched_raw", None)
     # An SSLTransport (TLS through an HTTPS proxy) wraps its socket.
     raw = sock if isinstance(sock, socket.socket) else getattr(sock, "socket", None)
     if not isinstance(raw, socket.socket):
@@ -242,15 +254,24 @@ def _connection_shutdown(conn: urllib3.connection.HTTPConnection) -> None:
 
 class _WatchedConnectionMixin:
     """Registers the connection with the current attempt's watchdog whenever it is
-    used: on connect, and on every request and response, so that a keep-alive
-    connection reused from the pool is watched too."""
+    used: once its socket exists (before the TLS handshake), on connect, and on every
+    request and response, so that a keep-alive connection reused from the pool is
+    watched too. The pool releases it from that watchdog when it takes it back."""
 
     _watchdog_shut = False
+    _watched_by: "_Watch | None" = None
+    _watched_raw: socket.socket | None = None
 
     def _watch_register(self) -> None:
         watch = _watch.get()
         if watch is not None:
             watch.register(self)  # type: ignore[arg-type]
+
+    def _new_conn(self) -> socket.socket:
+        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        self._watched_raw = sock
+        self._watch_register()
+        return sock
 
     def connect(self) -> None:
         self._watchdog_shut = False
@@ -278,11 +299,21 @@ class _WatchedHTTPSConnection(_WatchedConnectionMixin, urllib3.connection.HTTPSC
     pass
 
 
-class _WatchedHTTPConnectionPool(urllib3.HTTPConnectionPool):
+class _ReleasingPoolMixin:
+    """A connection put back in the pool belongs to no attempt's watchdog any more."""
+
+    def _put_conn(self, conn: Any) -> None:
+        watch = getattr(conn, "_watched_by", None)
+        if watch is not None:
+            watch.release(conn)
+        super()._put_conn(conn)  # type: ignore[misc]
+
+
+class _WatchedHTTPConnectionPool(_ReleasingPoolMixin, urllib3.HTTPConnectionPool):
     ConnectionCls = _WatchedHTTPConnection
 
 
-class _WatchedHTTPSConnectionPool(urllib3.HTTPSConnectionPool):
+class _WatchedHTTPSConnectionPool(_ReleasingPoolMixin, urllib3.HTTPSConnectionPool):
     ConnectionCls = _WatchedHTTPSConnection
 
 

@@ -1,10 +1,10 @@
-"""Review of gateway._Watch: a watchdog must only ever end its own attempt's exchange.
+"""The gateway watchdog must only ever end its own attempt's exchange.
 
 An attempt can hand a connection back to the pool before it ends (here: a redirect,
 whose first connection is released while the attempt goes on to the redirect target).
-That connection stays in the attempt's watch; another thread's attempt then takes it
-from the pool, and when the first attempt's budget ends its watchdog shuts down the
-socket the *other* attempt is using."""
+Another thread's attempt then takes it from the pool; when the first attempt's budget
+ends, its watchdog must not shut down the socket the *other* attempt is using (the pool
+releases a connection from its watchdog when it takes it back)."""
 
 import threading
 import time

@@ -1,1 +1,0 @@
-from tests.payments.conftest import *  # noqa: F403
