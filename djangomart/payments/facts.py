@@ -34,6 +34,20 @@ def _payment(order: Order, intent_id: str) -> Payment | None:
     return payment
 
 
+def _payment_or_flag(order: Order, intent_id: str, *, stripe_event_id: str) -> Payment | None:
+    """_payment, flagging the order `payment_intent_conflict` when the PaymentIntent
+    belongs to another order: for the facts that would move money or the order."""
+    payment = _payment(order, intent_id)
+    if payment is None:
+        order_flag(
+            order,
+            "payment_intent_conflict",
+            stripe_event_id=stripe_event_id,
+            message=f"{intent_id} already belongs to another order.",
+        )
+    return payment
+
+
 def session_link(order: Order, session_id: object) -> None:
     """Stores the session id on an order that died before storing it (the crash window;
     the caller checked that the session is the order's own)."""
@@ -77,14 +91,8 @@ def payment_succeeded(
     """Money arrived for `order` (locked). Pays a pending order when amount and currency
     match; anything else is recorded and flagged, never dropped. Without a Stripe event
     (the landing-page sync), facts already known change nothing and write nothing."""
-    payment = _payment(order, intent_id)
+    payment = _payment_or_flag(order, intent_id, stripe_event_id=stripe_event_id)
     if payment is None:
-        order_flag(
-            order,
-            "payment_intent_conflict",
-            stripe_event_id=stripe_event_id,
-            message=f"{intent_id} already belongs to another order.",
-        )
         return
     known = (payment.succeeded, payment.amount_received, payment.currency)
     payment.succeeded = True
@@ -212,13 +220,8 @@ def payment_intent_read(order: Order, intent: dict[str, Any]) -> None:
         return
     if status not in INTENT_FAILED_STATES:
         return
-    payment = _payment(order, intent_id)
+    payment = _payment_or_flag(order, intent_id, stripe_event_id="")
     if payment is None:
-        order_flag(
-            order,
-            "payment_intent_conflict",
-            message=f"{intent_id} already belongs to another order.",
-        )
         return
     if not payment.processing or payment.succeeded or payment.async_failed:
         # Not after a processing attempt, contradicting money already received, or known.

@@ -51,14 +51,18 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(answer.content)
 
-    def answer_500(self) -> None:
-        payload = b'{"error": {"type": "api_error", "message": "injected by the review proxy"}}'
-        self.send_response(500)
+    def answer_json(self, status: int, payload: bytes, **headers: str) -> None:
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Stripe-Should-Retry", "true")
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+    def answer_500(self) -> None:
+        payload = b'{"error": {"type": "api_error", "message": "injected by the review proxy"}}'
+        self.answer_json(500, payload, **{"Stripe-Should-Retry": "true"})
 
     def drop_connection(self) -> None:
         """Closes the connection without an answer, as a network failure after the

@@ -9,11 +9,7 @@ order's), and a Stripe that answers the session but not the PaymentIntent."""
 
 import json
 import logging
-import threading
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.error import HTTPError
 
 import pytest
 from django.db import transaction
@@ -27,6 +23,7 @@ from djangomart.payments.checkout import checkout_session_apply, order_sync
 from djangomart.payments.models import Payment
 from tests.payments.builders import DEMO_SKU, new_intent_id, order_build
 from tests.payments.conftest import intent_object, session_object
+from tests.payments.stripe_proxy import Handler, StripeProxy
 from tests.stripe_sandbox.harness import SandboxServer
 
 
@@ -125,55 +122,6 @@ def test_the_webhook_path_reads_no_intent_and_keeps_the_order_processing(order: 
 # -- Stripe answers the session, not the PaymentIntent ------------------------------------
 
 
-class IntentOutage:
-    """Stripe in front of the sandbox: every request is passed on, except reading a
-    PaymentIntent, which gets `status` with Stripe's error envelope."""
-
-    def __init__(self, upstream: str, status: int, error: dict[str, Any]) -> None:
-        self.intent_requests = 0
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _reply(self, status: int, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def _forward(self) -> None:
-                data = self.rfile.read(int(self.headers.get("Content-Length", 0))) or None
-                if self.path.startswith("/v1/payment_intents/"):
-                    proxy.intent_requests += 1
-                    self._reply(status, json.dumps({"error": error}).encode())
-                    return
-                names = ("Authorization", "Content-Type", "Idempotency-Key", "Stripe-Version")
-                request = urllib.request.Request(
-                    upstream + self.path,
-                    data=data,
-                    method=self.command,
-                    headers={n: self.headers[n] for n in names if self.headers.get(n)},
-                )
-                try:
-                    with urllib.request.urlopen(request, timeout=10) as answer:
-                        self._reply(answer.status, answer.read())
-                except HTTPError as refused:
-                    self._reply(refused.code, refused.read())
-
-            do_GET = do_POST = _forward
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def delayed_order(demo_catalog: None, sandbox: SandboxServer) -> Order:
     """An order whose real sandbox session was paid by bank debit, which then failed."""
@@ -206,23 +154,28 @@ def test_a_payment_intent_stripe_cannot_show_leaves_the_order_as_its_session_say
     delayed_order: Order,
     sandbox: SandboxServer,
     stripe_settings: Any,
+    stripe_proxy: Any,
     caplog: pytest.LogCaptureFixture,
     client: Client,
     status: int,
     error: dict[str, Any],
 ) -> None:
-    proxy = IntentOutage(sandbox.url, status, error)
-    stripe_settings.STRIPE_API_BASE = proxy.url
+    def intent_refused(
+        proxy: StripeProxy, method: str, path: str, count: int, handler: Handler, body: bytes
+    ) -> bool:
+        # Stripe in front of the sandbox: everything is passed on but reading a PaymentIntent.
+        if not path.startswith("/v1/payment_intents/"):
+            return False
+        handler.answer_json(status, json.dumps({"error": error}).encode())
+        return True
+
     stripe_settings.STRIPE_RETRY_BUDGET = 2
-    gateway.client_reset()
-    try:
-        with caplog.at_level(logging.WARNING, logger="djangomart.payments.checkout"):
-            response = client.post(
-                f"/api/v1/orders/{delayed_order.pk}/sync",
-                HTTP_X_ORDER_TOKEN=delayed_order.access_token,
-            )
-    finally:
-        proxy.stop()
+    proxy = stripe_proxy(intent_refused)
+    with caplog.at_level(logging.WARNING, logger="djangomart.payments.checkout"):
+        response = client.post(
+            f"/api/v1/orders/{delayed_order.pk}/sync",
+            HTTP_X_ORDER_TOKEN=delayed_order.access_token,
+        )
     # The session was read and applied (processing); the PaymentIntent's failure is
     # learnt on a later sync or reconciliation.
     assert response.status_code == 200
@@ -230,7 +183,7 @@ def test_a_payment_intent_stripe_cannot_show_leaves_the_order_as_its_session_say
         "pending",
         "processing",
     )
-    assert proxy.intent_requests >= 1
+    assert sum(n for (_, path), n in proxy.seen.items() if "/payment_intents/" in path) >= 1
     assert available() == 498
     logged = [r for r in caplog.records if "PaymentIntent" in r.getMessage()]
     assert logged
