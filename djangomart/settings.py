@@ -155,6 +155,24 @@ if RECONCILE_BATCH_SIZE < 1:
         f"not {RECONCILE_BATCH_SIZE}."
     )
 
+# Money received for an order that already expired, failed or was canceled: `accept`
+# it (stock reserved again, the order paid; refunded when the stock is gone), `refund`
+# it automatically, or `hold` it for a human (flagged `late_payment`).
+LATE_PAYMENT_POLICY: str = env.str("LATE_PAYMENT_POLICY", default="accept")
+if LATE_PAYMENT_POLICY not in ("accept", "refund", "hold"):
+    raise ImproperlyConfigured(
+        f"LATE_PAYMENT_POLICY must be accept, refund or hold, not {LATE_PAYMENT_POLICY!r}."
+    )
+# The event backfill (manage.py reconcile) reads GET /v1/events again from this many
+# seconds before the newest event the previous run read (events can become visible
+# late); Stripe keeps events 30 days, so it never reads further back than that.
+RECONCILE_EVENTS_OVERLAP_SECONDS: int = env.int("RECONCILE_EVENTS_OVERLAP_SECONDS", default=300)
+if not 0 <= RECONCILE_EVENTS_OVERLAP_SECONDS <= 86400:
+    raise ImproperlyConfigured(
+        "RECONCILE_EVENTS_OVERLAP_SECONDS must be between 0 and 86400, "
+        f"not {RECONCILE_EVENTS_OVERLAP_SECONDS}."
+    )
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -167,6 +185,7 @@ INSTALLED_APPS = [
     "ninja",
     "procrastinate.contrib.django",
     "djangomart.core",
+    "djangomart.accounts",
     "djangomart.catalog",
     "djangomart.orders",
     "djangomart.payments",

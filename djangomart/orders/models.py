@@ -55,7 +55,11 @@ class Order(models.Model):
     # Money facts, derived from the Payment rows (payments app); never set by hand.
     amount_paid = models.BigIntegerField(default=0)
     amount_refunded = models.BigIntegerField(default=0)
+    # Derived from the Dispute rows: a dispute is open; one was lost, and how much the
+    # shop lost that way (not a refund: the bank took it back).
     disputed = models.BooleanField(default=False)
+    dispute_lost = models.BooleanField(default=False)
+    amount_lost_to_disputes = models.BigIntegerField(default=0)
     needs_attention = models.BooleanField(default=False)
     attention_reasons = ArrayField(models.CharField(max_length=64), default=list, blank=True)
     access_token = models.CharField(max_length=64, default=new_access_token, editable=False)
@@ -109,7 +113,11 @@ class Order(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(
-                    subtotal__gte=0, total__gte=0, amount_paid__gte=0, amount_refunded__gte=0
+                    subtotal__gte=0,
+                    total__gte=0,
+                    amount_paid__gte=0,
+                    amount_refunded__gte=0,
+                    amount_lost_to_disputes__gte=0,
                 ),
                 name="order_amounts_gte_0",
             ),
@@ -159,6 +167,9 @@ class OrderEvent(models.Model):
         PAYMENT_ATTEMPT_FAILED = "payment_attempt_failed"
         PAYMENT_PROCESSING = "payment_processing"
         PAYMENT_RECORDED = "payment_recorded"
+        REFUND = "refund"
+        DISPUTE = "dispute"
+        LATE_PAYMENT = "late_payment"
         FLAGGED = "flagged"
         NOTE = "note"
 

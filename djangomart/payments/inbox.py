@@ -71,8 +71,9 @@ _INSERT = """
 INSERT INTO payments_stripeevent (
     id, type, api_version, livemode, stripe_created, payload, received_at, delivery_count,
     object_id, checkout_session_id, payment_intent_id, status, attempts, last_error,
-    last_traceback, updated_at
-) VALUES (%s, %s, %s, %s, %s, %s::jsonb, now(), 1, %s, %s, %s, 'received', 0, '', '', now())
+    last_traceback, updated_at, source
+) VALUES (%s, %s, %s, %s, %s, %s::jsonb, now(), 1, %s, %s, %s, 'received', 0, '', '', now(),
+          'webhook')
 ON CONFLICT (id) DO UPDATE SET delivery_count = payments_stripeevent.delivery_count + 1
 RETURNING (xmax = 0)
 """
