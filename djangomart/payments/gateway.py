@@ -606,6 +606,85 @@ def payment_intent_retrieve(intent_id: str) -> dict[str, Any]:
     return intent.to_dict()
 
 
+def refund_create(
+    *,
+    refund_id: str,
+    order_id: str,
+    payment_intent_id: str,
+    amount: int,
+    reason: str | None,
+) -> dict[str, Any]:
+    """Asks Stripe to refund `amount` of a PaymentIntent; idempotent per refund row
+    (`refund:<our refund uuid>`, the same parameters on every retry). Our ids travel in
+    the refund's metadata, so that its webhook events find our row even when the answer
+    to this call was lost. Raises GatewayRejected with Stripe's code (`charge_disputed`,
+    `amount_too_large`, `charge_already_refunded`...) on a refusal."""
+    params: dict[str, Any] = {
+        "payment_intent": payment_intent_id,
+        "amount": amount,
+        "metadata": {"refund_id": refund_id, "order_id": order_id},
+    }
+    if reason:
+        params["reason"] = reason
+    refund = _call(
+        _client().v1.refunds.create,
+        params=params,
+        options={"idempotency_key": f"refund:{refund_id}"},
+    )
+    return refund.to_dict()
+
+
+def refund_retrieve(stripe_refund_id: str) -> dict[str, Any]:
+    refund = _call(_client().v1.refunds.retrieve, stripe_refund_id)
+    return refund.to_dict()
+
+
+# Pages of Stripe lists we read before giving up on one listing (100 objects a page).
+MAX_LIST_PAGES = 1000
+
+
+def refunds_list(payment_intent_id: str) -> list[dict[str, Any]]:
+    """Every refund of a PaymentIntent, newest first (all pages; each page is one call
+    with its own budget). `charge.refunded` carries no list of refunds since API version
+    2022-11-15, so this is how a missing refund event is made up for."""
+    refunds: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"payment_intent": payment_intent_id, "limit": 100}
+    for _ in range(MAX_LIST_PAGES):
+        page = _call(_client().v1.refunds.list, params=params)
+        data = [item.to_dict() for item in page.data]
+        refunds.extend(data)
+        if not page.has_more or not data:
+            return refunds
+        params = {**params, "starting_after": data[-1]["id"]}
+    raise GatewayUnavailable(f"More than {MAX_LIST_PAGES} pages of refunds.")
+
+
+@dataclass(frozen=True)
+class EventsPage:
+    events: list[dict[str, Any]]  # newest first, as Stripe lists them
+    has_more: bool
+
+
+def events_page(
+    *, types: Sequence[str], created_gte: int, starting_after: str | None = None
+) -> EventsPage:
+    """One page (up to 100) of GET /v1/events: events of `types` (at most 20, Stripe's
+    limit) created at or after `created_gte` (unix seconds), newest first; the next
+    page starts after the last event of this one. Each event comes rendered in the API
+    version it was created with, exactly as its webhook delivery would carry it."""
+    if not 1 <= len(types) <= 20:
+        raise ValueError("GET /v1/events takes 1 to 20 types.")
+    params: dict[str, Any] = {
+        "types": list(types),
+        "created": {"gte": created_gte},
+        "limit": 100,
+    }
+    if starting_after:
+        params["starting_after"] = starting_after
+    page = _call(_client().v1.events.list, params=params)
+    return EventsPage(events=[item.to_dict() for item in page.data], has_more=page.has_more)
+
+
 class SignatureError(Exception):
     """The payload is not signed by any configured secret within the tolerance."""
 
