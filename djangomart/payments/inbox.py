@@ -211,16 +211,20 @@ def _process(event_id: str) -> str:
             )
             order_flag(order, "foreign_session", stripe_event_id=event.id, message=error)
             return _finish(event, Status.UNMATCHED, error=error)
-    elif event.type not in ATTEMPT_TYPES and not ownership.intent_is_own(order, obj.get("id")):
-        # Maybe a PaymentIntent ahead of its session's event (Stripe sends them in any
-        # order), maybe someone else's: nothing proves which yet. When the order's own
-        # session names it, facts._payment queues this event again.
+    elif event.type not in ATTEMPT_TYPES and not ownership.intent_is_own(
+        order, intent_id := event.payment_intent_id
+    ):
+        # event_store recorded the PaymentIntent: the object itself, or the one a charge,
+        # refund or dispute belongs to. Maybe it is ahead of its session's event
+        # (Stripe sends them in any order), maybe someone else's: nothing proves which
+        # yet. When the order's own session names it, facts._payment queues this event
+        # again.
         return _finish(
             event,
             Status.UNMATCHED,
             error=(
-                f"Waiting: PaymentIntent {obj.get('id')} is not known to be this order's own "
-                "yet; processed again when the order's Checkout Session names it."
+                f"Waiting: PaymentIntent {intent_id or '(none)'} is not known to be this "
+                "order's own yet; processed again when the order's Checkout Session names it."
             ),
         )
     handler(event, order)
@@ -273,13 +277,16 @@ def stripe_event_replay(*, event_id: str) -> None:
 
 
 def stripe_events_waiting_requeue(*, order_id: uuid.UUID, intent_id: str) -> int:
-    """Queues again the events about `intent_id` that waited for the order's own session
-    to name it (see _process). Inside the transaction that holds the order's lock, so no
-    such event can be marked waiting after this looked."""
+    """Queues again the events about `intent_id` (the PaymentIntent itself, or a charge,
+    refund or dispute of it) that waited for the order's own session to name it (see
+    _process), including those that matched no order at all (a refund made in the
+    Dashboard carries none of our metadata). Inside the transaction that holds the
+    order's lock, so no such event of this order can be marked waiting after this
+    looked."""
     ids = list(
-        StripeEvent.objects.filter(
-            status=Status.UNMATCHED, order_id=order_id, object_id=intent_id
-        ).values_list("pk", flat=True)
+        StripeEvent.objects.filter(status=Status.UNMATCHED, payment_intent_id=intent_id)
+        .filter(Q(order_id=order_id) | Q(order__isnull=True))
+        .values_list("pk", flat=True)
     )
     if not ids:
         return 0
