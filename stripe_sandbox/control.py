@@ -147,16 +147,20 @@ async def clock_advance(request: web.Request) -> web.Response:
 
 @routes.post("/_sandbox/charges/{id}/dispute")
 async def dispute_open(request: web.Request) -> web.Response:
-    """{"amount"?: int, "reason"?: "fraudulent" | ..., "is_charge_refundable"?: bool}"""
+    """{"amount"?: int, "reason"?: "fraudulent" | ..., "inquiry"?: bool,
+    "is_charge_refundable"?: bool}"""
     body = await body_of(request)
     reason = body.get("reason", "fraudulent")
     if reason not in flows.DISPUTE_REASONS:
         raise invalid(f"reason must be one of {', '.join(flows.DISPUTE_REASONS)}", param="reason")
     amount = body.get("amount")
-    if amount is not None and not isinstance(amount, int):
+    if amount is not None and (not isinstance(amount, int) or isinstance(amount, bool)):
         raise invalid("amount must be an integer", param="amount")
-    refundable = body.get("is_charge_refundable", False)
-    if not isinstance(refundable, bool):
+    inquiry = body.get("inquiry", False)
+    if not isinstance(inquiry, bool):
+        raise invalid("inquiry must be true or false", param="inquiry")
+    refundable = body.get("is_charge_refundable")
+    if refundable is not None and not isinstance(refundable, bool):
         raise invalid("is_charge_refundable must be a boolean", param="is_charge_refundable")
     dispute = flows.dispute_open(
         sandbox_of(request).store,
@@ -164,6 +168,7 @@ async def dispute_open(request: web.Request) -> web.Response:
         ctx(),
         amount=amount,
         reason=reason,
+        inquiry=inquiry,
         is_charge_refundable=refundable,
     )
     return web.json_response(dispute)
@@ -173,12 +178,10 @@ async def dispute_open(request: web.Request) -> web.Response:
 async def dispute_update(request: web.Request) -> web.Response:
     """{"status"?: "under_review", "evidence"?: {"uncategorized_text": "..."}}"""
     body = await body_of(request)
-    status = body.get("status", "under_review")
-    if status not in (
-        "needs_response",
-        "under_review",
-        "warning_needs_response",
-        "warning_under_review",
+    status = body.get("status")
+    if status is not None and status not in (
+        *flows.INQUIRY_STATUSES,
+        *flows.CHARGEBACK_STATUSES,
     ):
         raise invalid("status must be an open dispute status", param="status")
     evidence = body.get("evidence") or {}
@@ -196,13 +199,13 @@ async def dispute_update(request: web.Request) -> web.Response:
 
 @routes.post("/_sandbox/disputes/{id}/close")
 async def dispute_close(request: web.Request) -> web.Response:
-    """{"outcome": "won" | "lost"}"""
+    """{"outcome": "won" | "lost" | "warning_closed"}"""
     body = await body_of(request)
     outcome = body.get("outcome")
-    if outcome not in ("won", "lost"):
-        raise invalid('outcome must be "won" or "lost"', param="outcome")
+    if outcome not in ("won", "lost", "warning_closed"):
+        raise invalid('outcome must be "won", "lost" or "warning_closed"', param="outcome")
     dispute = flows.dispute_close(
-        sandbox_of(request).store, found(request, "dispute"), ctx(), won=outcome == "won"
+        sandbox_of(request).store, found(request, "dispute"), ctx(), outcome=outcome
     )
     return web.json_response(dispute)
 

@@ -617,6 +617,13 @@ DISPUTE_REASONS = (
 )
 
 
+# A dispute in one of these is over: nothing changes it any more.
+DISPUTE_CLOSED = frozenset({"won", "lost", "warning_closed", "prevented"})
+# An inquiry (a "retrieval request"): the bank asks questions before any chargeback.
+INQUIRY_STATUSES = ("warning_needs_response", "warning_under_review")
+CHARGEBACK_STATUSES = ("needs_response", "under_review")
+
+
 def dispute_open(
     store: Store,
     paid: StripeObject,
@@ -624,8 +631,11 @@ def dispute_open(
     *,
     amount: int | None,
     reason: str,
-    is_charge_refundable: bool = False,
+    inquiry: bool = False,
+    is_charge_refundable: bool | None = None,
 ) -> StripeObject:
+    """A chargeback (funds are withdrawn at once) or, with `inquiry`, an inquiry: status
+    `warning_needs_response`, no money moves and the charge can still be refunded."""
     if paid["status"] != "succeeded":
         raise invalid("Only a succeeded charge can be disputed.")
     if paid["disputed"]:
@@ -635,25 +645,51 @@ def dispute_open(
         raise invalid(
             "The disputed amount must be between 1 and the charge amount.", param="amount"
         )
-    opened = objects.dispute(charge_obj=paid, amount=amount, reason=reason, created=store.now())
-    opened["is_charge_refundable"] = is_charge_refundable
+    opened = objects.dispute(
+        charge_obj=paid, amount=amount, reason=reason, created=store.now(), inquiry=inquiry
+    )
+    if is_charge_refundable is not None:
+        # Stripe decides this per case (some chargebacks stay refundable); tests set it.
+        opened["is_charge_refundable"] = is_charge_refundable
     store.add(opened)
     paid["disputed"] = True
     _emit(store, ctx, "charge.dispute.created", opened)
-    opened["balance_transactions"].append(
-        objects.balance_transaction(
-            amount=-amount, currency=paid["currency"], created=store.now(), kind="dispute"
-        )
-    )
-    _emit(store, ctx, "charge.dispute.funds_withdrawn", opened)
+    if not inquiry:
+        _dispute_funds_withdraw(store, opened, ctx)
     return opened
 
 
+def _dispute_funds_withdraw(store: Store, opened: StripeObject, ctx: Context) -> None:
+    opened["balance_transactions"].append(
+        objects.balance_transaction(
+            amount=-opened["amount"],
+            currency=opened["currency"],
+            created=store.now(),
+            kind="dispute",
+        )
+    )
+    _emit(store, ctx, "charge.dispute.funds_withdrawn", opened)
+
+
 def dispute_update(
-    store: Store, opened: StripeObject, ctx: Context, *, status: str, evidence: dict[str, str]
+    store: Store,
+    opened: StripeObject,
+    ctx: Context,
+    *,
+    status: str | None,
+    evidence: dict[str, str],
 ) -> StripeObject:
-    if opened["status"] in ("won", "lost"):
+    """Evidence and/or a new open status. An inquiry moves between the `warning_*`
+    statuses or escalates to a chargeback (`needs_response` / `under_review`: funds are
+    withdrawn and the charge is no longer refundable); a chargeback never becomes an
+    inquiry again. Without `status`: under review (of the same kind)."""
+    if opened["status"] in DISPUTE_CLOSED:
         raise invalid("This dispute is closed.")
+    was_inquiry = opened["status"] in INQUIRY_STATUSES
+    if status is None:
+        status = "warning_under_review" if was_inquiry else "under_review"
+    if status in INQUIRY_STATUSES and not was_inquiry:
+        raise invalid("A chargeback cannot become an inquiry again.", param="status")
     unknown = set(evidence) - set(opened["evidence"])
     if unknown:
         raise invalid(
@@ -665,18 +701,36 @@ def dispute_update(
         opened["evidence"].update(evidence)
         opened["evidence_details"]["has_evidence"] = True
         opened["evidence_details"]["submission_count"] += 1
+    escalated = was_inquiry and status in CHARGEBACK_STATUSES
+    if escalated:
+        previous["is_charge_refundable"] = opened["is_charge_refundable"]
+        opened["is_charge_refundable"] = False
+        opened["payment_method_details"]["card"]["case_type"] = "chargeback"
     opened["status"] = status
     _emit(store, ctx, "charge.dispute.updated", opened, previous_attributes=previous)
+    if escalated:
+        _dispute_funds_withdraw(store, opened, ctx)
     return opened
 
 
-def dispute_close(store: Store, opened: StripeObject, ctx: Context, *, won: bool) -> StripeObject:
-    if opened["status"] in ("won", "lost"):
+def dispute_close(
+    store: Store, opened: StripeObject, ctx: Context, *, outcome: str
+) -> StripeObject:
+    """A chargeback closes `won` (funds reinstated) or `lost`; an inquiry closes
+    `warning_closed` (it never took any money)."""
+    if opened["status"] in DISPUTE_CLOSED:
         raise invalid("This dispute is already closed.")
+    inquiry = opened["status"] in INQUIRY_STATUSES
+    if inquiry and outcome != "warning_closed":
+        raise invalid(
+            'An inquiry closes as "warning_closed" (or escalates first).', param="outcome"
+        )
+    if not inquiry and outcome not in ("won", "lost"):
+        raise invalid('A chargeback closes as "won" or "lost".', param="outcome")
     previous = {"status": opened["status"]}
-    opened["status"] = "won" if won else "lost"
+    opened["status"] = outcome
     _emit(store, ctx, "charge.dispute.closed", opened, previous_attributes=previous)
-    if won:
+    if outcome == "won":
         opened["balance_transactions"].append(
             objects.balance_transaction(
                 amount=opened["amount"],

@@ -359,7 +359,9 @@ _EVIDENCE_FIELDS = (
 )
 
 
-def dispute(*, charge_obj: StripeObject, amount: int, reason: str, created: int) -> StripeObject:
+def dispute(
+    *, charge_obj: StripeObject, amount: int, reason: str, created: int, inquiry: bool = False
+) -> StripeObject:
     return {
         "id": new_id("dp"),
         "object": "dispute",
@@ -375,16 +377,21 @@ def dispute(*, charge_obj: StripeObject, amount: int, reason: str, created: int)
             "past_due": False,
             "submission_count": 0,
         },
-        "is_charge_refundable": False,
+        # An inquiry leaves the charge refundable (refunding it answers the inquiry).
+        "is_charge_refundable": inquiry,
         "livemode": False,
         "metadata": {},
         "payment_intent": charge_obj["payment_intent"],
         "payment_method_details": {
-            "card": {"brand": "visa", "case_type": "chargeback", "network_reason_code": "10.4"},
+            "card": {
+                "brand": "visa",
+                "case_type": "inquiry" if inquiry else "chargeback",
+                "network_reason_code": "10.4",
+            },
             "type": "card",
         },
         "reason": reason,
-        "status": "needs_response",
+        "status": "warning_needs_response" if inquiry else "needs_response",
     }
 
 

@@ -27,6 +27,7 @@ from djangomart.orders.services import (
     StaffReasonInvalid,
     order_attention_resolve,
 )
+from djangomart.payments.inlines import DisputeInline, RefundInline
 from djangomart.payments.models import StripeEvent
 from djangomart.payments.staff import order_staff_accept_paid, order_staff_cancel
 
@@ -39,6 +40,8 @@ MONEY_FIELDS = [
     "amount_refunded_display",
     "payment_status",
     "disputed",
+    "dispute_lost",
+    "amount_lost_to_disputes_display",
 ]
 
 
@@ -169,7 +172,7 @@ class OrderAdmin(admin.ModelAdmin[Order]):
     list_filter = ["status", "payment_status", "needs_attention", "disputed", "created_at"]
     search_fields = ["id", "email", "stripe_checkout_session_id", "stripe_payment_intent_id"]
     date_hierarchy = "created_at"
-    inlines = [OrderLineInline, OrderEventInline]
+    inlines = [OrderLineInline, RefundInline, DisputeInline, OrderEventInline]
     readonly_fields = [
         "id",
         "email",
@@ -213,6 +216,10 @@ class OrderAdmin(admin.ModelAdmin[Order]):
     @admin.display(description="amount refunded")
     def amount_refunded_display(self, order: Order) -> str:
         return format_amount(order.amount_refunded, order.currency)
+
+    @admin.display(description="amount lost to disputes")
+    def amount_lost_to_disputes_display(self, order: Order) -> str:
+        return format_amount(order.amount_lost_to_disputes, order.currency)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Order | None = None) -> list[str]:
         # Every column is read-only, also ones added later and not listed above: an

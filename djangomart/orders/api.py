@@ -8,10 +8,18 @@ from djangomart.api.schemas import error_responses
 from djangomart.api.types import NulFree
 from djangomart.orders.models import Order
 from djangomart.orders.ratelimit import sync_slot_take
-from djangomart.orders.schemas import CheckoutIn, CheckoutOut, OrderLineOut, OrderOut
-from djangomart.orders.selectors import order_get_for_client
+from djangomart.orders.schemas import (
+    CheckoutIn,
+    CheckoutOut,
+    OrderDisputeOut,
+    OrderLineOut,
+    OrderOut,
+    OrderRefundOut,
+)
+from djangomart.orders.selectors import order_for_api, order_get_for_client
 from djangomart.payments import checkout
 from djangomart.payments.checkout import GUEST_IDEMPOTENCY_KEY_MIN_LENGTH
+from djangomart.payments.models import DisputeStatus, RefundStatus
 
 router = Router(tags=["orders"])
 
@@ -32,6 +40,7 @@ IDEMPOTENCY_KEY_HELP = (
 
 
 def order_out(order: Order) -> OrderOut:
+    """The order as its customer sees it; `order` comes from selectors.order_for_api."""
     return OrderOut(
         id=order.id,
         status=order.status,
@@ -41,6 +50,8 @@ def order_out(order: Order) -> OrderOut:
         amount_paid=order.amount_paid,
         amount_refunded=order.amount_refunded,
         disputed=order.disputed,
+        dispute_lost=order.dispute_lost,
+        amount_lost_to_disputes=order.amount_lost_to_disputes,
         needs_attention=order.needs_attention,
         lines=[
             OrderLineOut(
@@ -51,6 +62,28 @@ def order_out(order: Order) -> OrderOut:
                 line_total=ln.line_total,
             )
             for ln in order.lines.all()
+        ],
+        refunds=[
+            OrderRefundOut(
+                id=refund.id,
+                amount=refund.amount,
+                currency=refund.currency,
+                status=RefundStatus(refund.status),
+                reason=refund.reason or None,
+                created_at=refund.created_at,
+            )
+            for refund in order.refunds.all()
+        ],
+        disputes=[
+            OrderDisputeOut(
+                id=dispute.stripe_dispute_id,
+                status=DisputeStatus(dispute.status),
+                amount=dispute.amount,
+                currency=dispute.currency,
+                reason=dispute.reason,
+                evidence_due_by=dispute.evidence_due_by,
+            )
+            for dispute in order.disputes.all()
         ],
     )
 
@@ -136,7 +169,7 @@ def checkout_create(
     return Status(
         201,
         CheckoutOut(
-            order=order_out(result.order),
+            order=order_out(order_for_api(result.order)),
             access_token=result.order.access_token,
             checkout_url=result.checkout_url,
             checkout_session_id=result.checkout_session_id,
@@ -181,4 +214,4 @@ def order_sync(
     order = order_get_for_client(order_id=order_id, token=x_order_token, user=request.user)
     if sync_slot_take(order_id=order.id):
         order = checkout.order_sync(order_id=order.id)
-    return order_out(Order.objects.prefetch_related("lines").get(pk=order.pk))
+    return order_out(order_for_api(Order.objects.get(pk=order.pk)))

@@ -1,3 +1,4 @@
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -8,6 +9,7 @@ from pydantic import AfterValidator
 
 from djangomart.api.types import HttpUrl, NulFree
 from djangomart.payments.checkout import redirect_url_pattern
+from djangomart.payments.models import DisputeStatus, RefundStatus
 
 
 def _email(value: str) -> str:
@@ -66,17 +68,53 @@ class OrderLineOut(Schema):
     line_total: int
 
 
+# Named for the order API: the staff API has refund schemas of its own, and OpenAPI
+# component names are global.
+class OrderRefundOut(Schema):
+    id: UUID = Field(description="DjangoMart's id of the refund.")
+    amount: int = Field(description="In the currency's minor unit.")
+    currency: str
+    status: RefundStatus = Field(description="Stripe's refund status; only `succeeded` counts.")
+    reason: str | None = Field(
+        description="Stripe's refund reason (`duplicate`, `fraudulent`, "
+        "`requested_by_customer`), or null."
+    )
+    created_at: datetime
+
+
+class OrderDisputeOut(Schema):
+    id: str = Field(description="Stripe's dispute id (`dp_...`).")
+    status: DisputeStatus = Field(
+        description="`warning_*`: an inquiry (no money taken yet); `needs_response` and "
+        "`under_review`: open; `won`, `lost`, `warning_closed`, `prevented`: closed."
+    )
+    amount: int = Field(description="The disputed amount, in the currency's minor unit.")
+    currency: str
+    reason: str = Field(description="Stripe's dispute reason (`fraudulent`, `general`, ...).")
+    evidence_due_by: datetime | None = Field(
+        description="When the evidence must reach Stripe; null when Stripe set no deadline."
+    )
+
+
 class OrderOut(Schema):
     id: UUID
     status: str
-    payment_status: str
+    payment_status: str = Field(
+        description="`unpaid`, `processing`, `paid`, `partially_refunded` or `refunded`."
+    )
     currency: str
     total: int
-    amount_paid: int
-    amount_refunded: int
-    disputed: bool
+    amount_paid: int = Field(description="Money received in the order's currency.")
+    amount_refunded: int = Field(description="Succeeded refunds, in the order's currency.")
+    disputed: bool = Field(description="A dispute (or inquiry) of the payment is open.")
+    dispute_lost: bool = Field(description="A dispute was lost: the bank took money back.")
+    amount_lost_to_disputes: int = Field(
+        description="Money taken back by lost disputes (order currency); not a refund."
+    )
     needs_attention: bool
     lines: list[OrderLineOut]
+    refunds: list[OrderRefundOut]
+    disputes: list[OrderDisputeOut]
 
 
 class CheckoutOut(Schema):

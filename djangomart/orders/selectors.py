@@ -2,11 +2,24 @@ from collections.abc import Iterable
 from uuid import UUID
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Max
+from django.db.models import Max, Prefetch, prefetch_related_objects
 from django.utils.crypto import constant_time_compare
 
 from djangomart.core.errors import NotFound
 from djangomart.orders.models import Order, OrderEvent
+from djangomart.payments.models import Dispute, Refund
+
+
+def order_for_api(order: Order) -> Order:
+    """`order` with what the order API shows besides its row: lines, refunds and
+    disputes (oldest first), one query each whatever their number."""
+    prefetch_related_objects(
+        [order],
+        "lines",
+        Prefetch("refunds", queryset=Refund.objects.order_by("created_at", "pk")),
+        Prefetch("disputes", queryset=Dispute.objects.order_by("created_at", "pk")),
+    )
+    return order
 
 
 def order_get_for_client(
@@ -14,12 +27,13 @@ def order_get_for_client(
 ) -> Order:
     """The order, for its guest (by access token) or its logged-in owner; anyone else
     gets NotFound, so that order ids cannot be probed."""
-    order = Order.objects.prefetch_related("lines").filter(pk=order_id).first()
+    order = Order.objects.filter(pk=order_id).first()
     if order is not None:
+        # Its lines, refunds and disputes are read only for whoever may see them.
         if token and constant_time_compare(token, order.access_token):
-            return order
+            return order_for_api(order)
         if user.is_authenticated and order.customer_id == user.pk:
-            return order
+            return order_for_api(order)
     raise NotFound("No such order.")
 
 

@@ -61,6 +61,31 @@ def order_flag(order: Order, reason: str, *, stripe_event_id: str = "", message:
     )
 
 
+def order_attention_clear(
+    order: Order, reason: str, *, message: str, stripe_event_id: str = ""
+) -> bool:
+    """Removes one attention reason whose cause the facts show is gone (a dispute that
+    is no longer open), not a staff decision: order_attention_resolve is that. The order
+    still needs attention while another reason remains. Writes a timeline note; returns
+    whether the reason was there (nothing is written when it was not)."""
+    if reason not in order.attention_reasons:
+        return False
+    remaining = [r for r in order.attention_reasons if r != reason]
+    order.attention_reasons = remaining
+    order.needs_attention = bool(remaining)
+    order.save(update_fields=["needs_attention", "attention_reasons", "updated_at"])
+    left = f" Still needs attention: {', '.join(remaining)}." if remaining else ""
+    order_note(
+        order,
+        OrderEvent.Kind.NOTE,
+        f"{reason} cleared: {message}{left}",
+        stripe_event_id=stripe_event_id,
+        reasons=[reason],
+        remaining=remaining,
+    )
+    return True
+
+
 def order_note(
     order: Order,
     kind: str,

@@ -4,12 +4,19 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from djangomart.money import format_amount
 from djangomart.payments.inbox import stripe_event_replay
-from djangomart.payments.models import EventNeedingAttention, Payment, StripeEvent
+from djangomart.payments.models import (
+    Dispute,
+    EventNeedingAttention,
+    OpenDispute,
+    Payment,
+    StripeEvent,
+)
 
 
 @admin.register(StripeEvent)
@@ -124,3 +131,100 @@ class PaymentAdmin(admin.ModelAdmin[Payment]):
 
     def has_delete_permission(self, request: HttpRequest, obj: Payment | None = None) -> bool:
         return False  # money facts are derived from these rows
+
+
+def _order_link(order_id: object) -> SafeString:
+    url = reverse("admin:orders_order_change", args=[order_id])
+    return format_html("<a href='{}'>{}</a>", url, order_id)
+
+
+@admin.register(Dispute)
+class DisputeAdmin(admin.ModelAdmin[Dispute]):
+    """Every dispute and inquiry, as Stripe last told us (payments.disputes). A page to
+    read: disputes are answered in Stripe's Dashboard, and their rows follow its events."""
+
+    list_display = [
+        "stripe_dispute_id",
+        "order_link",
+        "amount_display",
+        "reason",
+        "status",
+        "evidence_due",
+        "funds_withdrawn",
+        "funds_reinstated",
+    ]
+    list_filter = ["status", "reason", "funds_withdrawn"]
+    ordering = ["-created_at", "-pk"]
+    search_fields = [
+        "stripe_dispute_id",
+        "stripe_payment_intent_id",
+        "stripe_charge_id",
+        "order__id",
+    ]
+    list_select_related = ["order"]
+    fields = readonly_fields = (
+        "stripe_dispute_id",
+        "order_link",
+        "status",
+        "amount_display",
+        "reason",
+        "evidence_due",
+        "is_charge_refundable",
+        "funds_withdrawn",
+        "funds_reinstated",
+        "stripe_payment_intent_id",
+        "stripe_charge_id",
+        "stripe_created",
+        "snapshot_event_id",
+        "snapshot_created",
+        "created_at",
+        "updated_at",
+    )
+
+    @admin.display(description="order", ordering="order")
+    def order_link(self, dispute: Dispute) -> SafeString:
+        return _order_link(dispute.order_id)
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_display(self, dispute: Dispute) -> str:
+        return format_amount(dispute.amount, dispute.currency)
+
+    @admin.display(description="evidence due by", ordering="evidence_due_by")
+    def evidence_due(self, dispute: Dispute) -> SafeString | str:
+        return dispute_due_display(dispute)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Dispute | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Dispute | None = None) -> bool:
+        return False
+
+
+def dispute_due_display(dispute: Dispute) -> SafeString | str:
+    """The evidence deadline, and for an open dispute how long is left, or "OVERDUE"."""
+    if dispute.evidence_due_by is None:
+        return "-"
+    when = f"{dispute.evidence_due_by:%Y-%m-%d %H:%M} UTC"
+    if not dispute.is_open:
+        return when
+    left = dispute.evidence_due_by - timezone.now()
+    if left.total_seconds() < 0:
+        return format_html("<strong style='color:#ba2121'>{} (OVERDUE)</strong>", when)
+    days, hours = left.days, left.seconds // 3600
+    return f"{when} (in {days} d {hours} h)" if days else f"{when} (in {hours} h)"
+
+
+@admin.register(OpenDispute)
+class OpenDisputeAdmin(DisputeAdmin):
+    """The disputes waiting for an answer, the soonest evidence deadline (overdue ones)
+    first: what staff work through."""
+
+    list_filter = ["status", "reason"]
+    # PostgreSQL sorts a dispute without a deadline after every dated one.
+    ordering = ["evidence_due_by", "pk"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Dispute]:
+        return super().get_queryset(request).filter(status__in=Dispute.OPEN)

@@ -8,6 +8,7 @@ from typing import Any
 from djangomart.orders import transitions
 from djangomart.orders.models import Order, OrderEvent
 from djangomart.orders.services import order_flag, order_note
+from djangomart.payments.disputes import order_disputes_derive
 from djangomart.payments.models import Payment
 
 Status = Order.Status
@@ -70,6 +71,7 @@ def order_money_refresh(order: Order) -> None:
     that does not match (another amount, another currency) is kept on its Payment row
     and in amount_paid (order currency only), and the order is flagged by the caller.
     """
+    order_disputes_derive(order)  # disputed, dispute_lost, amount_lost_to_disputes
     payments = list(order.payments.all())
     received = [p for p in payments if p.succeeded and p.currency == order.currency]
     paid = sum(p.amount_received for p in received)

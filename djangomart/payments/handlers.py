@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from djangomart.orders.models import Order
-from djangomart.payments import facts, ownership
+from djangomart.payments import disputes, facts, ownership
 from djangomart.payments.checkout import checkout_session_apply
 from djangomart.payments.models import StripeEvent
 
@@ -51,6 +51,17 @@ def on_payment_intent_payment_failed(event: StripeEvent, order: Order) -> None:
     )
 
 
+def on_charge_dispute(event: StripeEvent, order: Order) -> None:
+    """Every charge.dispute.* event carries the whole dispute: one upsert for all five."""
+    disputes.dispute_fact(
+        order,
+        event.data_object,
+        event_type=event.type,
+        stripe_event_id=event.id,
+        event_created=event.stripe_created,
+    )
+
+
 HANDLERS: dict[str, Callable[[StripeEvent, Order], None]] = {
     "checkout.session.completed": on_checkout_session,
     "checkout.session.async_payment_succeeded": on_checkout_session,
@@ -58,4 +69,9 @@ HANDLERS: dict[str, Callable[[StripeEvent, Order], None]] = {
     "checkout.session.async_payment_failed": on_async_payment_failed,
     "payment_intent.succeeded": on_payment_intent_succeeded,
     "payment_intent.payment_failed": on_payment_intent_payment_failed,
+    "charge.dispute.created": on_charge_dispute,
+    "charge.dispute.updated": on_charge_dispute,
+    "charge.dispute.closed": on_charge_dispute,
+    "charge.dispute.funds_withdrawn": on_charge_dispute,
+    "charge.dispute.funds_reinstated": on_charge_dispute,
 }

@@ -29,8 +29,12 @@ ORDER_FIELDS = {
     "amount_paid",
     "amount_refunded",
     "disputed",
+    "dispute_lost",
+    "amount_lost_to_disputes",
     "needs_attention",
     "lines",
+    "refunds",
+    "disputes",
 }
 
 
@@ -82,7 +86,11 @@ def test_the_access_token_shows_the_order_with_its_status_money_and_lines(
         "amount_paid": 0,
         "amount_refunded": 0,
         "disputed": False,
+        "dispute_lost": False,
+        "amount_lost_to_disputes": 0,
         "needs_attention": False,
+        "refunds": [],
+        "disputes": [],
         "lines": [
             {
                 "sku": "TEE-M",

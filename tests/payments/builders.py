@@ -89,3 +89,36 @@ DECLINE = {
     "decline_code": "generic_decline",
     "message": "Your card was declined.",
 }
+
+
+def new_dispute_id() -> str:
+    return f"dp_test_{uuid.uuid4().hex[:24]}"
+
+
+def dispute_object(
+    order: Order, intent_id: str, dispute_id: str, status: str = "needs_response", **overrides: Any
+) -> dict[str, Any]:
+    """A dispute as Stripe embeds it in charge.dispute.* events (an inquiry when its
+    status is warning_*), on the whole of the order's charge."""
+    obj: dict[str, Any] = {
+        "id": dispute_id,
+        "object": "dispute",
+        "amount": order.total,
+        "charge": f"ch_test_{intent_id[8:]}",
+        "created": 1_800_000_000,
+        "currency": order.currency,
+        "evidence_details": {
+            "due_by": 1_800_604_800,
+            "has_evidence": False,
+            "past_due": False,
+            "submission_count": 0,
+        },
+        "is_charge_refundable": status.startswith("warning_"),
+        "livemode": False,
+        "metadata": {},
+        "payment_intent": intent_id,
+        "reason": "fraudulent",
+        "status": status,
+    }
+    obj.update(overrides)
+    return obj
