@@ -1,9 +1,11 @@
 """Background jobs (procrastinate). Tasks take ids and call services."""
 
+from uuid import UUID
+
 from procrastinate import RetryStrategy
 from procrastinate.contrib.django import app
 
-from djangomart.payments import inbox, reconcile
+from djangomart.payments import inbox, reconcile, refunds
 
 
 @app.task(
@@ -28,3 +30,14 @@ def stripe_events_sweep_task(timestamp: int) -> int:
 @app.task(name="orders_reconcile_stale", queue="reconcile", queueing_lock="orders_reconcile_stale")
 def orders_reconcile_stale_task(timestamp: int) -> int:
     return reconcile.orders_reconcile_stale()
+
+
+@app.task(
+    name="refunds_sync",
+    queue="stripe_events",
+    # Stripe unreachable: try again, for about an hour (2 s, 4 s, ... 2048 s).
+    retry=RetryStrategy(max_attempts=12, exponential_wait=2),
+    pass_context=False,
+)
+def refunds_sync_task(order_id: str, payment_intent_id: str) -> int:
+    return refunds.refunds_sync(order_id=UUID(order_id), payment_intent_id=payment_intent_id)
