@@ -9,7 +9,7 @@ from djangomart.orders import transitions
 from djangomart.orders.models import Order, OrderEvent
 from djangomart.orders.services import order_flag, order_note
 from djangomart.payments.disputes import order_disputes_derive
-from djangomart.payments.models import Payment
+from djangomart.payments.models import Payment, Refund
 
 Status = Order.Status
 PaymentStatus = Order.PaymentStatus
@@ -64,27 +64,52 @@ def payment_intent_adopt(order: Order, intent_id: str | None) -> None:
         _payment(order, intent_id)
 
 
+def payment_intent_row(order: Order, intent_id: str) -> Payment | None:
+    """The order's Payment row for a PaymentIntent the caller checked is the order's own
+    (ownership.intent_is_own), created on first sight; None if another order's."""
+    return _payment(order, intent_id)
+
+
 def order_money_refresh(order: Order) -> None:
-    """Derives amount_paid and payment_status from the order's Payment rows.
+    """Derives amount_paid, amount_refunded and payment_status from the order's Payment
+    and Refund rows: the one place these fields are computed. Writes only what changed.
 
     `paid` means one payment in the order's currency covered exactly its total; money
     that does not match (another amount, another currency) is kept on its Payment row
     and in amount_paid (order currency only), and the order is flagged by the caller.
+    amount_refunded adds up the succeeded refunds in the order's currency; once some of
+    the money paid is refunded the order is `partially_refunded`, once all of it is,
+    `refunded` (a pending refund is not money back yet; a failed one never was).
     """
     order_disputes_derive(order)  # disputed, dispute_lost, amount_lost_to_disputes
     payments = list(order.payments.all())
     received = [p for p in payments if p.succeeded and p.currency == order.currency]
     paid = sum(p.amount_received for p in received)
-    if any(p.amount_received == order.total for p in received):
+    refunded = sum(
+        order.refunds.filter(status=Refund.Status.SUCCEEDED, currency=order.currency).values_list(
+            "amount", flat=True
+        )
+    )
+    if paid and refunded >= paid:
+        payment_status = PaymentStatus.REFUNDED
+    elif paid and refunded:
+        payment_status = PaymentStatus.PARTIALLY_REFUNDED
+    elif any(p.amount_received == order.total for p in received):
         payment_status = PaymentStatus.PAID
     elif any(p.processing and not p.async_failed and not p.succeeded for p in payments):
         payment_status = PaymentStatus.PROCESSING
     else:
         payment_status = PaymentStatus.UNPAID
-    if (order.amount_paid, order.payment_status) != (paid, payment_status):
+    if (order.amount_paid, order.amount_refunded, order.payment_status) != (
+        paid,
+        refunded,
+        payment_status,
+    ):
         order.amount_paid = paid
+        order.amount_refunded = refunded
         order.payment_status = payment_status
-        order.save(update_fields=["amount_paid", "payment_status", "updated_at"])
+        order.save(update_fields=["amount_paid", "amount_refunded", "payment_status",
+                                  "updated_at"])  # fmt: skip
 
 
 def payment_succeeded(

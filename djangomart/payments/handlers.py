@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from djangomart.orders.models import Order
-from djangomart.payments import disputes, facts, ownership
+from djangomart.payments import disputes, facts, ownership, refunds
 from djangomart.payments.checkout import checkout_session_apply
 from djangomart.payments.models import StripeEvent
 
@@ -62,6 +62,17 @@ def on_charge_dispute(event: StripeEvent, order: Order) -> None:
     )
 
 
+def on_refund(event: StripeEvent, order: Order) -> None:
+    """refund.created, .updated, .failed and the older charge.refund.updated: each carries
+    the refund as it is now (Dashboard refunds included, without our metadata)."""
+    refunds.refund_fact(order, event.data_object, stripe_event_id=event.id)
+
+
+def on_charge_refunded(event: StripeEvent, order: Order) -> None:
+    """The charge's cumulative amount_refunded; makes up for refund events still missing."""
+    refunds.charge_refunded(order, event.data_object, stripe_event_id=event.id)
+
+
 HANDLERS: dict[str, Callable[[StripeEvent, Order], None]] = {
     "checkout.session.completed": on_checkout_session,
     "checkout.session.async_payment_succeeded": on_checkout_session,
@@ -74,4 +85,9 @@ HANDLERS: dict[str, Callable[[StripeEvent, Order], None]] = {
     "charge.dispute.closed": on_charge_dispute,
     "charge.dispute.funds_withdrawn": on_charge_dispute,
     "charge.dispute.funds_reinstated": on_charge_dispute,
+    "refund.created": on_refund,
+    "refund.updated": on_refund,
+    "refund.failed": on_refund,
+    "charge.refund.updated": on_refund,
+    "charge.refunded": on_charge_refunded,
 }

@@ -21,9 +21,8 @@ left; a request larger than any one payment's remainder is refused with that max
 import hashlib
 import json
 import logging
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -39,6 +38,7 @@ from djangomart.orders.models import Order, OrderEvent
 from djangomart.orders.services import order_flag, order_note
 from djangomart.payments import facts, gateway
 from djangomart.payments.models import Dispute, Payment, Refund
+from djangomart.payments.refunds import refund_fact
 
 logger = logging.getLogger(__name__)
 
@@ -64,14 +64,6 @@ STRIPE_KEY_LOOKUP_AGE = timedelta(hours=23)
 # Refunds one run of the recovery job sends at most.
 SUBMIT_BATCH_SIZE = 50
 
-# A refund's status only moves forward (the same ranks as payments.refunds).
-_RANK = {
-    Status.PENDING: 0,
-    Status.REQUIRES_ACTION: 1,
-    Status.SUCCEEDED: 2,
-    Status.FAILED: 3,
-    Status.CANCELED: 3,
-}
 RETRYABLE = frozenset({Status.FAILED, Status.CANCELED})
 
 
@@ -628,7 +620,7 @@ def _locked(refund: Refund) -> tuple[Order, Refund]:
 @transaction.atomic
 def _answered(refund: Refund, obj: dict[str, Any]) -> Refund:
     order, _ = _locked(refund)
-    _refund_fact(order, obj)
+    refund_fact(order, obj)
     current = Refund.objects.get(pk=refund.pk)
     if current.submit_next_at is not None or current.last_error:
         current.submit_next_at = None
@@ -728,55 +720,3 @@ def refunds_submit_due(*, now: datetime | None = None, limit: int = SUBMIT_BATCH
 
 
 # -- Recording Stripe's answer -----------------------------------------------------------
-
-
-def _refund_fact_minimal(
-    order: Order, obj: dict[str, Any], *, stripe_event_id: str = ""
-) -> Refund | None:
-    """Stand-in for payments.refunds.refund_fact (built alongside, same signature),
-    covering only what refund_submit needs: Stripe's answer to our own create, found by
-    our id in its metadata. The integrator points `_refund_fact` at the real one."""
-    stripe_id = obj.get("id")
-    if not isinstance(stripe_id, str) or not stripe_id:
-        return None
-    refund = Refund.objects.filter(stripe_refund_id=stripe_id).first()
-    if refund is None:
-        metadata = obj.get("metadata")
-        raw = metadata.get("refund_id") if isinstance(metadata, dict) else None
-        try:
-            our_id = uuid.UUID(str(raw))
-        except ValueError:
-            return None
-        refund = Refund.objects.filter(pk=our_id, order=order).first()
-    if refund is None or refund.order_id != order.pk:
-        return None
-    before = (refund.status, refund.stripe_refund_id)
-    status = obj.get("status")
-    if status in _RANK and _RANK[status] > _RANK[Status(refund.status)]:
-        refund.status = status
-        refund.failure_reason = str(obj.get("failure_reason") or "")
-    refund.stripe_refund_id = stripe_id
-    charge = obj.get("charge")
-    if isinstance(charge, str) and charge:
-        refund.stripe_charge_id = charge
-    created = obj.get("created")
-    if isinstance(created, int) and refund.stripe_created is None:
-        refund.stripe_created = datetime.fromtimestamp(created, tz=UTC)
-    refund.save()
-    if (refund.status, refund.stripe_refund_id) != before:
-        order_note(
-            order,
-            OrderEvent.Kind.REFUND,
-            f"Refund of {format_amount(refund.amount, refund.currency)} {refund.status} at "
-            f"Stripe ({stripe_id}).",
-            stripe_event_id=stripe_event_id,
-            refund_id=str(refund.pk),
-            stripe_refund_id=stripe_id,
-            status=refund.status,
-        )
-    facts.order_money_refresh(order)
-    return refund
-
-
-# The refund fact recorder. Integration: payments.refunds.refund_fact replaces this.
-_refund_fact = _refund_fact_minimal

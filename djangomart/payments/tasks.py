@@ -5,7 +5,7 @@ from uuid import UUID
 from procrastinate import RetryStrategy
 from procrastinate.contrib.django import app
 
-from djangomart.payments import inbox, reconcile, refund_requests
+from djangomart.payments import inbox, reconcile, refund_requests, refunds
 
 
 @app.task(
@@ -48,3 +48,14 @@ def refund_submit_task(refund_id: str) -> str:
 @app.task(name="refunds_submit_due", queue="refunds", queueing_lock="refunds_submit_due")
 def refunds_submit_due_task(timestamp: int) -> int:
     return refund_requests.refunds_submit_due()
+
+
+@app.task(
+    name="refunds_sync",
+    queue="stripe_events",
+    # Stripe unreachable: try again, for about an hour (2 s, 4 s, ... 2048 s).
+    retry=RetryStrategy(max_attempts=12, exponential_wait=2),
+    pass_context=False,
+)
+def refunds_sync_task(order_id: str, payment_intent_id: str) -> int:
+    return refunds.refunds_sync(order_id=UUID(order_id), payment_intent_id=payment_intent_id)
