@@ -210,6 +210,12 @@ def _choose(order: Order, amount: int | None, payment_id: int | None) -> tuple[P
     OrderNotPaid, ChargeDisputed, RefundExceedsRefundable."""
     payments = _paid_payments(order)
     if not payments:
+        if order.payments.filter(succeeded=True).exists():
+            raise OrderNotPaid(
+                f"The money received for this order is not in its currency "
+                f"({order.currency.upper()}; flagged currency_mismatch): refund it in the "
+                "Stripe Dashboard."
+            )
         raise OrderNotPaid()
     remaining = _remaining(payments)
     disputed = _disputed_payment_ids(list(remaining))
@@ -663,7 +669,10 @@ def _unanswered(refund: Refund, exc: gateway.GatewayError) -> Refund:
     order, current = _locked(refund)
     if current.status != Status.PENDING or current.stripe_refund_id:
         return current
-    current.last_error = f"Stripe could not be reached ({exc.message})."
+    if isinstance(exc, gateway.GatewayIdempotencyInUse):
+        current.last_error = f"Stripe was still processing an earlier attempt ({exc.message})."
+    else:
+        current.last_error = f"Stripe could not be reached ({exc.message})."
     current.submit_next_at = timezone.now() + _backoff(current.submit_attempts)
     current.save(update_fields=["last_error", "submit_next_at", "updated_at"])
     logger.warning(
@@ -676,8 +685,8 @@ def _unanswered(refund: Refund, exc: gateway.GatewayError) -> Refund:
             order,
             OrderEvent.Kind.REFUND,
             f"Refund of {format_amount(current.amount, current.currency)} not sent yet: "
-            f"Stripe could not be reached ({exc.message}). It is sent again automatically "
-            "with the same idempotency key.",
+            f"{current.last_error} It is sent again automatically with the same idempotency "
+            "key.",
             refund_id=str(current.pk),
             status=Status.PENDING,
         )

@@ -22,7 +22,7 @@ from djangomart.orders.locks import orders_lock
 from djangomart.orders.models import Order, OrderEvent
 from djangomart.payments import refund_requests
 from djangomart.payments.checkout import order_sync
-from djangomart.payments.models import Dispute, Refund
+from djangomart.payments.models import Dispute, Payment, Refund
 from djangomart.payments.refund_requests import (
     ChargeDisputed,
     IdempotencyKeyReused,
@@ -562,3 +562,14 @@ def test_the_policy_refunds_a_payment_once_however_often_it_is_asked(
     assert note is not None
     assert note.stripe_event_id == "evt_policy_1"
     assert "late-payment policy" in note.message
+
+
+def test_money_received_in_another_currency_is_not_refunded_from_here(catalog: None) -> None:
+    from tests.payments.builders import new_intent_id, order_build
+
+    order = order_build()
+    Payment.objects.create(order=order, stripe_payment_intent_id=new_intent_id(),
+                           currency="eur", amount_received=order.total, succeeded=True)  # fmt: skip
+    with pytest.raises(OrderNotPaid, match="not in its currency"):
+        ask(order, None)
+    assert Refund.objects.count() == 0
