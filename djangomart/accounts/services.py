@@ -30,7 +30,7 @@ TOKEN_RANDOM_BYTES = 32
 # one's tokens apart, far too few to help guess one).
 SHOWN_PREFIX_LENGTH = len(TOKEN_PREFIX) + 8
 # token_urlsafe(32) is 43 characters of the URL-safe base64 alphabet.
-TOKEN_PATTERN = re.compile(r"^dmst_[A-Za-z0-9_-]{43}$")
+TOKEN_PATTERN = re.compile(r"dmst_[A-Za-z0-9_-]{43}")
 NAME_MAX_LENGTH = 100  # StaffApiToken.name
 # last_used_at is written at most this often per token: it says "in use lately", and a
 # write on every request would make every staff API call a database write.
@@ -104,7 +104,7 @@ def staff_token_find(token: str) -> StaffApiToken | None:
     not shaped like a token is refused before any query; the row is found by the hash
     (an indexed lookup that learns nothing about the token from timing), and the hash
     compared once more in constant time."""
-    if not TOKEN_PATTERN.match(token):
+    if not TOKEN_PATTERN.fullmatch(token):
         return None
     digest = token_hash(token)
     row = StaffApiToken.objects.select_related("user").filter(key_hash=digest).first()

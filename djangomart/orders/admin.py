@@ -515,6 +515,13 @@ class OrderAdmin(admin.ModelAdmin[Order]):
             except refund_requests.RefundInvalid as exc:
                 location = str(exc.extra["details"][0]["location"])
                 form.add_error(location if location in form.fields else None, exc.message)
+            except refund_requests.IdempotencyKeyReused:
+                # The page was sent again with other values after its refund was made.
+                messages.error(
+                    request,
+                    "This form was already used for another refund of this order; nothing "
+                    "was refunded now. Open the Refund page again for a new refund.",
+                )
             except DomainError as exc:
                 messages.error(request, exc.message)
             else:

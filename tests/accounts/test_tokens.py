@@ -87,6 +87,7 @@ def test_the_token_finds_its_row_and_nothing_else_does(
             "dmst_" + "!" * 43,
             row.key_hash,
             token + "\x00",
+            token + "\n",
         ]:
             assert staff_token_find(bad) is None
 

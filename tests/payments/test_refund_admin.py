@@ -97,6 +97,12 @@ def test_a_post_refunds_at_stripe_once_however_often_the_form_is_sent(
     [(_, message)] = texts(twice)
     assert message.startswith("This refund was already asked for")
     assert Refund.objects.count() == 1
+    # Sent again with another amount (the browser's back button): refused, not refunded.
+    other = staff_client.post(refund_page(order), {**data, "amount": "5.00"})
+    [(level, message)] = texts(other)
+    assert level == messages.ERROR
+    assert message.startswith("This form was already used for another refund")
+    assert Refund.objects.count() == 1
     assert len(refund_posts(sandbox)) == 1
     # A fresh page offers what is left.
     assert form_fields(staff_client.get(refund_page(order)).content.decode())["amount"] == "25.00"
