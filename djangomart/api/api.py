@@ -12,6 +12,7 @@ from djangomart.api.errors import register_error_handlers
 from djangomart.api.schemas import CsrfOut, error_responses
 from djangomart.catalog.api import router as catalog_router
 from djangomart.orders.api import router as orders_router
+from djangomart.payments.staff_api import router as staff_router
 
 
 class DjangoMartAPI(NinjaAPI):
@@ -48,7 +49,8 @@ api = DjangoMartAPI(
         'lowercase ISO-4217 code. Errors are `{"code", "message"}` JSON with a stable `code`; '
         "validation errors (422) list each bad input in `details`. Unsafe requests made with "
         "the session cookie need the CSRF token (`GET /api/v1/csrf`) in `X-CSRFToken`; "
-        "guests and token clients need none."
+        "guests and token clients need none. The staff API (`/api/v1/staff/`, tag `staff`) "
+        "takes a staff API token (`Authorization: Bearer`) or a staff user's session."
     ),
     urls_namespace="api-v1",
     docs_url="/docs",
@@ -58,6 +60,7 @@ register_error_handlers(api)
 api.add_decorator(session_csrf_protect, mode="view")
 api.add_router("/", catalog_router)
 api.add_router("/", orders_router)
+api.add_router("/staff/", staff_router)
 
 
 @api.get("/csrf", response={200: CsrfOut, **error_responses()}, tags=["session"])

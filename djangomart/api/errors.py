@@ -6,8 +6,9 @@ from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
-from ninja.errors import HttpError, Throttled, ValidationError
+from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 
+from djangomart.accounts.auth import NotAuthenticated
 from djangomart.core.errors import DomainError, error_response, generic_error_response
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,11 @@ def register_error_handlers(api: NinjaAPI) -> None:
         response = generic_error_response(429, "Too many requests; retry later.")
         response["Retry-After"] = str(max(1, int(exc.wait or 1)))
         return response
+
+    @api.exception_handler(AuthenticationError)
+    def not_authenticated(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+        # An operation with `auth=` that no credential satisfied (djangomart.accounts.auth).
+        return NotAuthenticated().as_response()
 
     @api.exception_handler(HttpError)
     def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:

@@ -1,4 +1,5 @@
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from djangomart.core.errors import DomainError
-from djangomart.money import format_amount
+from djangomart.money import format_amount, format_number, parse_amount
 from djangomart.orders.models import Order, OrderEvent, OrderLine, OrderNeedingAttention
 from djangomart.orders.selectors import orders_timeline_seen
 from djangomart.orders.services import (
@@ -27,8 +28,9 @@ from djangomart.orders.services import (
     StaffReasonInvalid,
     order_attention_resolve,
 )
+from djangomart.payments import refund_requests
 from djangomart.payments.inlines import DisputeInline, RefundInline
-from djangomart.payments.models import StripeEvent
+from djangomart.payments.models import Refund, StripeEvent
 from djangomart.payments.staff import order_staff_accept_paid, order_staff_cancel
 
 # Amounts are shown as "178.00 USD" (djangomart.money), never as bare minor units.
@@ -149,6 +151,49 @@ class AttentionResolveForm(StaffReasonForm):
             field.choices = choices
 
 
+class RefundForm(forms.Form):
+    """A staff refund (payments.refund_requests.refund_request decides). The amount is
+    typed in major units (12.50) and starts at all that is refundable; `request_key`,
+    made when the page is shown, is the request's idempotency key, so that submitting
+    the page twice (a double-click, a reload) makes one refund."""
+
+    amount = forms.CharField(max_length=32)
+    reason = forms.ChoiceField(
+        choices=[("", "(none)"), *[(r, r.replace("_", " ")) for r in refund_requests.REASONS]],
+        required=False,
+        help_text="Stripe's refund reason.",
+    )
+    note = forms.CharField(
+        max_length=refund_requests.NOTE_MAX_LENGTH,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Goes on the order's timeline with your name.",
+    )
+    request_key = forms.UUIDField(widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, order: Order, refundable: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.currency = order.currency
+        money = format_amount(refundable, order.currency)
+        self.fields["amount"].label = f"Amount ({order.currency.upper()})"
+        self.fields[
+            "amount"
+        ].help_text = (
+            f"At most {money} is refundable (paid, minus refunds succeeded or on their way)."
+        )
+        self.initial.setdefault("amount", format_number(refundable, order.currency))
+        self.initial.setdefault("request_key", uuid.uuid4())
+
+    def clean_amount(self) -> int:
+        try:
+            amount = parse_amount(self.cleaned_data["amount"], self.currency)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        if amount < 1:
+            raise forms.ValidationError("The amount must be more than zero.")
+        return amount
+
+
 @dataclass(frozen=True)
 class StaffAction:
     """A button on the order page: its URL when it applies, else why it does not."""
@@ -240,8 +285,13 @@ class OrderAdmin(admin.ModelAdmin[Order]):
         # permission stays, so that the actions that need it keep working.
         read_only = {"show_save": False, "show_save_and_continue": False}
         order = self.get_object(request, unquote(object_id))
+        actions: list[StaffAction] = []
         if order is not None and self.has_staff_action_permission(request, order):
-            read_only["staff_actions"] = self._staff_actions(order)  # type: ignore[assignment]
+            actions += self._staff_actions(order)
+        if order is not None and self.has_refund_permission(request):
+            actions.append(self._refund_action(order))
+        if actions:
+            read_only["staff_actions"] = actions  # type: ignore[assignment]
         return super().change_view(
             request, object_id, form_url, {**read_only, **(extra_context or {})}
         )
@@ -269,10 +319,16 @@ class OrderAdmin(admin.ModelAdmin[Order]):
             ),
         ]
 
+    def _refund_action(self, order: Order) -> StaffAction:
+        why_not = _refund_not_applicable(order)
+        url = None if why_not else self._url("refund", quote(order.pk))
+        return StaffAction("Refund", url, why_not or "")
+
     def get_urls(self) -> list[URLPattern]:
         info = f"{self.opts.app_label}_{self.opts.model_name}"
         wrap = self.admin_site.admin_view  # staff login, never cached, CSRF-checked
         return [
+            path("<path:object_id>/refund/", wrap(self.refund_view), name=f"{info}_refund"),
             path("<path:object_id>/cancel/", wrap(self.cancel_view), name=f"{info}_cancel"),
             path(
                 "<path:object_id>/accept-paid/",
@@ -291,14 +347,25 @@ class OrderAdmin(admin.ModelAdmin[Order]):
         opts = Order._meta
         return request.user.has_perm(f"{opts.app_label}.{get_permission_codename('change', opts)}")
 
-    def _order_for_action(self, request: HttpRequest, object_id: str) -> Order | HttpResponse:
+    def has_refund_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
+        """Refunding needs the Refund's "Can add refund" (as the staff API does), not the
+        Order's change permission."""
+        opts = Refund._meta
+        return request.user.has_perm(f"{opts.app_label}.{get_permission_codename('add', opts)}")
+
+    def _order_for_action(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        permitted: Callable[[HttpRequest, Order], bool] | None = None,
+    ) -> Order | HttpResponse:
         if request.method not in ("GET", "HEAD", "POST"):
             return HttpResponseNotAllowed(["GET", "POST"])
         order = self.get_object(request, unquote(object_id))
         if order is None:
             messages.warning(request, f"No order with id {object_id!r}.")
             return HttpResponseRedirect(self._url("changelist"))
-        if not self.has_staff_action_permission(request, order):
+        if not (permitted or self.has_staff_action_permission)(request, order):
             raise PermissionDenied
         return order
 
@@ -318,6 +385,8 @@ class OrderAdmin(admin.ModelAdmin[Order]):
             "opts": self.opts,
             "order": order,
             "total": format_amount(order.total, order.currency),
+            "paid": format_amount(order.amount_paid, order.currency),
+            "refunded": format_amount(order.amount_refunded, order.currency),
             "form": form,
             "title": title,
             "intro": intro,
@@ -428,6 +497,55 @@ class OrderAdmin(admin.ModelAdmin[Order]):
             "cannot pay twice.",
             submit="Accept as paid",
             not_applicable=not_applicable,
+        )
+
+    def refund_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The refund form (GET) and the refund (POST only, CSRF-checked): the amount,
+        Stripe's reason and a note; payments.refund_requests decides and asks Stripe."""
+        order = self._order_for_action(request, object_id, self.has_refund_permission)
+        if isinstance(order, HttpResponse):
+            return order
+        refundable = refund_requests.refundable(order)  # shown; decided under the lock
+        data = request.POST if request.method == "POST" else None
+        form = RefundForm(data, order=order, refundable=refundable)
+        if form.is_valid():
+            user = request.user if isinstance(request.user, User) else None
+            try:
+                outcome = refund_requests.refund_request(
+                    order_id=order.pk,
+                    amount=form.cleaned_data["amount"],
+                    reason=form.cleaned_data["reason"] or None,
+                    note=form.cleaned_data["note"],
+                    user=user,
+                    idempotency_key=f"admin:{form.cleaned_data['request_key']}",
+                )
+            except refund_requests.RefundInvalid as exc:
+                location = str(exc.extra["details"][0]["location"])
+                form.add_error(location if location in form.fields else None, exc.message)
+            except refund_requests.IdempotencyKeyReused:
+                # The page was sent again with other values after its refund was made.
+                messages.error(
+                    request,
+                    "This form was already used for another refund of this order; nothing "
+                    "was refunded now. Open the Refund page again for a new refund.",
+                )
+            except DomainError as exc:
+                messages.error(request, exc.message)
+            else:
+                messages.add_message(request, *_refund_message(outcome))
+            if form.is_valid():
+                return HttpResponseRedirect(self._url("change", quote(order.pk)))
+        return self._action_page(
+            request,
+            order,
+            form,
+            title="Refund",
+            intro="The refund is recorded first, then Stripe is asked to refund the customer's "
+            "payment. If Stripe cannot be reached it is sent again automatically (one refund "
+            "at Stripe, whatever happens); if Stripe refuses it, it is marked failed with "
+            "Stripe's reason and can be retried from the Refunds list.",
+            submit="Refund",
+            applies=_refund_not_applicable(order),
         )
 
     def resolve_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -572,6 +690,26 @@ class OrderAdmin(admin.ModelAdmin[Order]):
 
     def has_delete_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
         return False
+
+
+def _refund_not_applicable(order: Order) -> str | None:
+    if not order.amount_paid:
+        return "No money was received for this order."
+    if refund_requests.refundable(order) <= 0:
+        return "Nothing is left to refund (refunds succeeded or on their way)."
+    return None
+
+
+def _refund_message(outcome: refund_requests.RefundOutcome) -> tuple[int, str]:
+    refund = outcome.refund
+    text = outcome.message
+    if not outcome.created:
+        text = f"This refund was already asked for (the form was sent twice): {text}"
+    if refund.status == Refund.Status.SUCCEEDED:
+        return messages.SUCCESS, text
+    if refund.status in refund_requests.RETRYABLE:
+        return messages.ERROR, text
+    return messages.WARNING if refund.last_error else messages.SUCCESS, text
 
 
 def _resolved_message(order_id: UUID, cleared: list[str]) -> str:

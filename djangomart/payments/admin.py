@@ -9,6 +9,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from djangomart.money import format_amount
+from djangomart.payments import refund_admin  # noqa: F401 (registers RefundAdmin)
 from djangomart.payments.inbox import stripe_event_replay
 from djangomart.payments.models import (
     Dispute,
