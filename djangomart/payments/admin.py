@@ -9,7 +9,12 @@ from django.utils.safestring import SafeString
 
 from djangomart.money import format_amount
 from djangomart.payments.inbox import stripe_event_replay
-from djangomart.payments.models import EventNeedingAttention, Payment, StripeEvent
+from djangomart.payments.models import (
+    EventNeedingAttention,
+    Payment,
+    ReconciliationRun,
+    StripeEvent,
+)
 
 
 @admin.register(StripeEvent)
@@ -124,3 +129,62 @@ class PaymentAdmin(admin.ModelAdmin[Payment]):
 
     def has_delete_permission(self, request: HttpRequest, obj: Payment | None = None) -> bool:
         return False  # money facts are derived from these rows
+
+
+@admin.register(ReconciliationRun)
+class ReconciliationRunAdmin(admin.ModelAdmin[ReconciliationRun]):
+    """What each `manage.py reconcile` or periodic run did (docs: "Webhooks were down")."""
+
+    list_display = [
+        "started_at",
+        "finished_at",
+        "trigger",
+        "status",
+        "events_from",
+        "cursor",
+        "events_seen",
+        "events_added",
+        "orders_synced",
+        "error_count",
+    ]
+    list_filter = ["status", "trigger", "started_at"]
+    date_hierarchy = "started_at"
+    fields = readonly_fields = (
+        "started_at",
+        "finished_at",
+        "trigger",
+        "status",
+        "events_from",
+        "cursor",
+        "events_seen",
+        "events_added",
+        "orders_synced",
+        "errors_list",
+    )
+
+    @admin.display(description="errors")
+    def error_count(self, run: ReconciliationRun) -> int:
+        return len(run.errors)
+
+    @admin.display(description="errors")
+    def errors_list(self, run: ReconciliationRun) -> SafeString | str:
+        if not run.errors:
+            return "-"
+        lines = []
+        for error in run.errors:
+            event = f"{error['event']}: " if error.get("event") else ""
+            lines.append(f"[{error.get('stage', '?')}] {event}{error.get('error', '')}")
+        return format_html("<pre>{}</pre>", "\n".join(lines))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(
+        self, request: HttpRequest, obj: ReconciliationRun | None = None
+    ) -> bool:
+        return False  # a record of what happened
+
+    def has_delete_permission(
+        self, request: HttpRequest, obj: ReconciliationRun | None = None
+    ) -> bool:
+        return False
