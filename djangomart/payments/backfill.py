@@ -27,7 +27,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.db.models import Max
 from django.utils import timezone
 
@@ -87,8 +87,8 @@ def _created(event: dict[str, Any]) -> datetime | None:
 
 
 def events_backfill(run: ReconciliationRun, *, since: datetime | None = None) -> None:
-    """Reads every handled event from the stored cursor (or from `since`, which must be
-    within the last 30 days) and stores those the inbox lacks, oldest first, each with
+    """Reads every handled event from the stored cursor (or from `since`, at most 30 days
+    back) and stores those the inbox lacks, oldest first, each with
     its processing job. Fills the run's events_from, events_seen, events_added, cursor
     and errors (events that could not be stored) and saves events_from at once. Raises
     GatewayError if Stripe could not be read: then nothing was stored and run.cursor
@@ -96,9 +96,7 @@ def events_backfill(run: ReconciliationRun, *, since: datetime | None = None) ->
     now = timezone.now()
     previous = cursor_stored()
     default_from = events_from_default(now, previous)
-    if since is not None and since < now - RETENTION:
-        raise ValueError("since is more than 30 days ago: Stripe lists events for 30 days.")
-    events_from = default_from if since is None else since
+    events_from = default_from if since is None else max(since, now - RETENTION)
     if previous is not None and since is None and default_from > previous:
         run.errors.append({
             "stage": "events",
@@ -172,8 +170,12 @@ def _runs_serialized(wait_seconds: float) -> Iterator[None]:
     try:
         yield
     finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [_LOCK])
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [_LOCK])
+        except DatabaseError:
+            # The session is gone, and its lock with it; the run's own error matters.
+            logger.exception("reconcile: could not release the run lock")
 
 
 def _interrupted_runs_close(now: datetime) -> None:

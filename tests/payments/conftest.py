@@ -73,7 +73,7 @@ def run_jobs() -> None:
     first, and run a reconciliation there. A test of a periodic job defers it itself."""
     worker_connector = procrastinate_app.connector.get_worker_connector()  # type: ignore[attr-defined]
     registry = procrastinate_app.periodic_registry
-    procrastinate_app.periodic_registry = PeriodicRegistry()
+    procrastinate_app.periodic_registry = PeriodicRegistry()  # type: ignore[no-untyped-call]
     try:
         with procrastinate_app.replace_connector(worker_connector) as worker_app:
             worker_app.run_worker(wait=False, install_signal_handlers=False, listen_notify=False)

@@ -20,7 +20,8 @@ def pay_session(sandbox: SandboxServer) -> str:
 
 
 def listed(sandbox: SandboxServer, **params: Any) -> list[str]:
-    page = sandbox.client().v1.events.list(params={"limit": 100, **params})
+    query: Any = {"limit": 100, **params}
+    page = sandbox.client().v1.events.list(params=query)
     assert not page.has_more
     return [event.id for event in page.data]
 
@@ -113,7 +114,7 @@ def test_with_no_endpoint_every_event_counts_as_delivered(sandbox: SandboxServer
 
 def test_delivery_success_must_be_a_boolean(sandbox: SandboxServer) -> None:
     error = refused(
-        lambda: sandbox.client().v1.events.list(params={"delivery_success": "maybe"})  # type: ignore[typeddict-item]
+        lambda: sandbox.client().v1.events.list(params={"delivery_success": "maybe"})  # type: ignore[arg-type]
     )
     assert (error.http_status, error.param) == (400, "delivery_success")
 
