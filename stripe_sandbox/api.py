@@ -154,10 +154,15 @@ async def refund_get(request: web.Request) -> web.Response:
 _COMPARISONS = {"gte": operator.ge, "gt": operator.gt, "lte": operator.le, "lt": operator.lt}
 
 
+# Stripe's limit on `types` in one listing.
+MAX_EVENT_TYPES = 20
+
+
 @routes.get("/v1/events")
 async def event_list(request: web.Request) -> web.Response:
     params = params_of(request)
-    events = list(reversed(sandbox_of(request).store.events))
+    sandbox = sandbox_of(request)
+    events = sandbox.store.events_retained()
     event_type = params.text("type")
     if event_type:
         if event_type.endswith(".*"):
@@ -165,8 +170,14 @@ async def event_list(request: web.Request) -> web.Response:
         else:
             events = [e for e in events if e["type"] == event_type]
     wanted = set(params.strings("types"))
+    if len(wanted) > MAX_EVENT_TYPES:
+        raise invalid(f"You can filter on at most {MAX_EVENT_TYPES} event types.", param="types")
     if wanted:
         events = [e for e in events if e["type"] in wanted]
+    delivered = params.boolean("delivery_success")
+    if delivered is not None:
+        success = sandbox.dispatcher.delivery_success
+        events = [e for e in events if success(e["id"]) is delivered]
     created = params.raw("created")
     if isinstance(created, str):
         exact = Params({"created": created}).integer("created")

@@ -84,6 +84,17 @@ class Params:
             )
         return number
 
+    def boolean(self, key: str) -> bool | None:
+        """`true` or `false`, as the SDK encodes a bool in a form or query string."""
+        value = self._get(key, False)
+        if value is None:
+            return None
+        if value in (True, "true"):
+            return True
+        if value in (False, "false"):
+            return False
+        raise invalid(f"Invalid boolean: {value}", param=self.name(key))
+
     def metadata(self, key: str = "metadata") -> dict[str, str]:
         value = self._get(key, False)
         if value is None:

@@ -24,6 +24,9 @@ _ALPHABET = string.ascii_letters + string.digits
 # not grow the sandbox's memory without bound.
 REQUEST_LOG_SIZE = 10_000
 
+# Stripe lists and retrieves events for 30 days; older ones are gone (sandbox clock).
+EVENT_RETENTION_SECONDS = 30 * 24 * 60 * 60
+
 StripeObject = dict[str, Any]
 
 
@@ -123,7 +126,20 @@ class Store:
 
     def get(self, object_type: str, object_id: str) -> StripeObject | None:
         obj = self.objects.get(object_id)
-        return obj if obj is not None and obj["object"] == object_type else None
+        if obj is None or obj["object"] != object_type:
+            return None
+        if object_type == "event" and not self.event_retained(obj):
+            return None
+        return obj
+
+    def event_retained(self, event: StripeObject) -> bool:
+        """Whether Stripe would still list the event (created within the last 30 days)."""
+        return bool(event["created"] >= self.now() - EVENT_RETENTION_SECONDS)
+
+    def events_retained(self) -> list[StripeObject]:
+        """The events Stripe still lists, newest first."""
+        oldest = self.now() - EVENT_RETENTION_SECONDS
+        return [event for event in reversed(self.events) if event["created"] >= oldest]
 
     def all(self, object_type: str) -> list[StripeObject]:
         """Newest first, as Stripe lists."""

@@ -66,6 +66,10 @@ class Dispatcher:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # Event id -> ids of the endpoints it was sent to that have not answered 2xx yet
+        # (pending, failing or abandoned): what GET /v1/events?delivery_success= and the
+        # event's `pending_webhooks` say. Events delivered everywhere are not kept.
+        self.undelivered: dict[str, set[str]] = {}
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -96,7 +100,10 @@ class Dispatcher:
     def on_event(self, event: StripeObject, endpoints: list[Endpoint] | None = None) -> None:
         """Store listener: schedules the event's deliveries, duplicates included."""
         targets = self.endpoints if endpoints is None else endpoints
-        event["pending_webhooks"] = len(targets)
+        if targets:
+            waiting = self.undelivered.setdefault(event["id"], set())
+            waiting.update(endpoint.id for endpoint in targets)
+            event["pending_webhooks"] = len(waiting)
         payload = json.dumps(event, indent=2).encode()
         for endpoint in targets:
             copies = 1
@@ -209,7 +216,25 @@ class Dispatcher:
         self._record(
             delivery, "delivered" if ok else "failed", status, None, time.perf_counter() - started
         )
+        if ok:
+            self._delivered(delivery)
         return ok
+
+    def _delivered(self, delivery: Delivery) -> None:
+        event = delivery.event
+        waiting = self.undelivered.get(event["id"])
+        if waiting is None:
+            return
+        waiting.discard(delivery.endpoint.id)
+        event["pending_webhooks"] = len(waiting)
+        if not waiting:
+            del self.undelivered[event["id"]]
+
+    def delivery_success(self, event_id: str) -> bool:
+        """Whether every endpoint the event was sent to has answered one of its
+        deliveries with a 2xx (Stripe's `delivery_success`; true for an event sent to no
+        endpoint)."""
+        return event_id not in self.undelivered
 
     def _record(
         self,

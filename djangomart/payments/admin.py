@@ -16,6 +16,7 @@ from djangomart.payments.models import (
     EventNeedingAttention,
     OpenDispute,
     Payment,
+    ReconciliationRun,
     StripeEvent,
 )
 
@@ -229,3 +230,62 @@ class OpenDisputeAdmin(DisputeAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Dispute]:
         return super().get_queryset(request).filter(status__in=Dispute.OPEN)
+
+
+@admin.register(ReconciliationRun)
+class ReconciliationRunAdmin(admin.ModelAdmin[ReconciliationRun]):
+    """What each `manage.py reconcile` or periodic run did (docs: "Webhooks were down")."""
+
+    list_display = [
+        "started_at",
+        "finished_at",
+        "trigger",
+        "status",
+        "events_from",
+        "cursor",
+        "events_seen",
+        "events_added",
+        "orders_synced",
+        "error_count",
+    ]
+    list_filter = ["status", "trigger", "started_at"]
+    date_hierarchy = "started_at"
+    fields = readonly_fields = (
+        "started_at",
+        "finished_at",
+        "trigger",
+        "status",
+        "events_from",
+        "cursor",
+        "events_seen",
+        "events_added",
+        "orders_synced",
+        "errors_list",
+    )
+
+    @admin.display(description="errors")
+    def error_count(self, run: ReconciliationRun) -> int:
+        return len(run.errors)
+
+    @admin.display(description="errors")
+    def errors_list(self, run: ReconciliationRun) -> SafeString | str:
+        if not run.errors:
+            return "-"
+        lines = []
+        for error in run.errors:
+            event = f"{error['event']}: " if error.get("event") else ""
+            lines.append(f"[{error.get('stage', '?')}] {event}{error.get('error', '')}")
+        return format_html("<pre>{}</pre>", "\n".join(lines))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(
+        self, request: HttpRequest, obj: ReconciliationRun | None = None
+    ) -> bool:
+        return False  # a record of what happened
+
+    def has_delete_permission(
+        self, request: HttpRequest, obj: ReconciliationRun | None = None
+    ) -> bool:
+        return False

@@ -682,7 +682,9 @@ def events_page(
     if starting_after:
         params["starting_after"] = starting_after
     page = _call(_client().v1.events.list, params=params)
-    return EventsPage(events=[item.to_dict() for item in page.data], has_more=page.has_more)
+    # for_json: Stripe's decimal strings stay strings, as in the JSON a webhook carries.
+    events = [item.to_dict(for_json=True) for item in page.data]
+    return EventsPage(events=events, has_more=page.has_more)
 
 
 class SignatureError(Exception):

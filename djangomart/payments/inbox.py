@@ -43,6 +43,11 @@ def event_parse(payload: bytes) -> dict[str, Any]:
         event = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise InvalidEvent("the body is not valid JSON") from None
+    return event_check(event)
+
+
+def event_check(event: Any) -> dict[str, Any]:
+    """`event` if it is a Stripe event we can store (see event_parse), else InvalidEvent."""
     if not isinstance(event, dict) or event.get("object", "event") != "event":
         raise InvalidEvent("the body is not a Stripe event")
     if not isinstance(event.get("id"), str) or not event["id"].startswith("evt_"):
@@ -79,38 +84,78 @@ RETURNING (xmax = 0)
 """
 
 
-def event_store(event: dict[str, Any], payload: bytes) -> bool:
-    """Inserts the event, or counts one more delivery of it, and queues its processing
-    job in the same transaction. Returns whether it was new. One statement plus the
-    job: this runs in the webhook request, which Stripe retries for days."""
-    from djangomart.payments.tasks import stripe_event_process_task
+# An event read from GET /v1/events by the backfill (payments.backfill): never
+# delivered, so delivery_count 0. DO NOTHING on conflict: a webhook delivery that stored
+# it first (even one racing this insert) keeps its row, its count and its job.
+_INSERT_LISTED = """
+INSERT INTO payments_stripeevent (
+    id, type, api_version, livemode, stripe_created, payload, received_at, delivery_count,
+    object_id, checkout_session_id, payment_intent_id, status, attempts, last_error,
+    last_traceback, updated_at, source
+) VALUES (%s, %s, %s, %s, %s, %s::jsonb, now(), 0, %s, %s, %s, 'received', 0, '', '', now(),
+          'backfill')
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+"""
 
+
+def _row_values(event: dict[str, Any], payload: str) -> list[Any]:
+    """The INSERT's parameters: the event's columns and the ids it is about (the object
+    itself, or the PaymentIntent a charge, refund or dispute belongs to)."""
     obj = event["data"]["object"]
     object_id = obj.get("id") if isinstance(obj.get("id"), str) else ""
     kind = obj.get("object")
     session_id = object_id if kind == "checkout.session" else ""
     intent = object_id if kind == "payment_intent" else obj.get("payment_intent")
+    return [
+        event["id"],
+        event["type"],
+        str(event.get("api_version") or ""),
+        bool(event.get("livemode")),
+        datetime.fromtimestamp(event["created"], UTC),
+        payload,
+        object_id,
+        session_id,
+        intent if isinstance(intent, str) else "",
+    ]
+
+
+def _process_job_defer(event_id: str) -> None:
+    from djangomart.payments.tasks import stripe_event_process_task
+
+    stripe_event_process_task.configure(queueing_lock=f"stripe_event:{event_id}").defer(
+        event_id=event_id
+    )
+
+
+def event_store(event: dict[str, Any], payload: bytes) -> bool:
+    """Inserts the event, or counts one more delivery of it, and queues its processing
+    job in the same transaction. Returns whether it was new. One statement plus the
+    job: this runs in the webhook request, which Stripe retries for days."""
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute(
-                _INSERT,
-                [
-                    event["id"],
-                    event["type"],
-                    str(event.get("api_version") or ""),
-                    bool(event.get("livemode")),
-                    datetime.fromtimestamp(event["created"], UTC),
-                    payload.decode(),
-                    object_id,
-                    session_id,
-                    intent if isinstance(intent, str) else "",
-                ],
-            )
+            cursor.execute(_INSERT, _row_values(event, payload.decode()))
             inserted = bool(cursor.fetchone()[0])
         if inserted:
-            stripe_event_process_task.configure(queueing_lock=f"stripe_event:{event['id']}").defer(
-                event_id=event["id"]
-            )
+            _process_job_defer(event["id"])
+    return inserted
+
+
+def event_store_listed(event: dict[str, Any]) -> bool:
+    """Stores an event the backfill read from GET /v1/events (source `backfill`, no
+    delivery counted) and queues its processing job in the same transaction, exactly as
+    a delivered one; returns whether it was new. An event the inbox already has, from a
+    webhook delivery that may have landed a moment ago, is left as it is. InvalidEvent
+    if it is not an event we can store."""
+    event_check(event)
+    # Stored as the webhook would carry it: Stripe's JSON (Decimal fields as strings).
+    payload = json.dumps(event, separators=(",", ":"), default=str)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(_INSERT_LISTED, _row_values(event, payload))
+            inserted = cursor.fetchone() is not None
+        if inserted:
+            _process_job_defer(event["id"])
     return inserted
 
 

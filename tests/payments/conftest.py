@@ -13,6 +13,7 @@ import pytest
 import stripe
 from django.test import Client
 from procrastinate.contrib.django import app as procrastinate_app
+from procrastinate.periodic import PeriodicRegistry
 
 from djangomart.catalog.demo import demo_catalog_seed
 from djangomart.orders.models import Order
@@ -65,10 +66,19 @@ def stripe_proxy(
 
 def run_jobs() -> None:
     """Runs a real procrastinate worker, as `manage.py procrastinate worker` does, until no
-    job is left. Jobs must be committed (transactional tests)."""
+    job is left. Jobs must be committed (transactional tests).
+
+    Without its periodic deferrer: a cron tick would otherwise be deferred (once per test
+    session, procrastinate's tables outlive each test) in whichever test's worker starts
+    first, and run a reconciliation there. A test of a periodic job defers it itself."""
     worker_connector = procrastinate_app.connector.get_worker_connector()  # type: ignore[attr-defined]
-    with procrastinate_app.replace_connector(worker_connector) as worker_app:
-        worker_app.run_worker(wait=False, install_signal_handlers=False, listen_notify=False)
+    registry = procrastinate_app.periodic_registry
+    procrastinate_app.periodic_registry = PeriodicRegistry()  # type: ignore[no-untyped-call]
+    try:
+        with procrastinate_app.replace_connector(worker_connector) as worker_app:
+            worker_app.run_worker(wait=False, install_signal_handlers=False, listen_notify=False)
+    finally:
+        procrastinate_app.periodic_registry = registry
     # The worker's task threads are gone but their Django connections (persistent,
     # CONN_MAX_AGE) are only closed when collected; the test database cannot be
     # dropped while they are open.
