@@ -629,12 +629,6 @@ def mismatches(truth: dict[str, dict[str, Any]], fields: list[str], kinds: set[s
     return found
 
 
-@pytest.mark.xfail(
-    not {"refund.created", "charge.dispute.created"} <= set(handlers.HANDLERS),
-    reason="refund and dispute facts are built on wt-refunds and wt-disputes",
-    raises=AssertionError,
-    strict=True,
-)
 def test_webhooks_down_while_50_orders_move_money_one_reconcile_run_brings_all_to_the_truth(
     shop: SandboxServer, client: Client, settings: Any
 ) -> None:
@@ -728,11 +722,7 @@ def test_webhooks_down_while_50_orders_move_money_one_reconcile_run_brings_all_t
         for row in delivered_only
     )
 
-    # DEPENDS ON wt-refunds (refund facts) and wt-disputes (dispute facts): on the
-    # wt-backfill branch alone, refund and dispute event types are not in
-    # handlers.HANDLERS, so the backfill does not read them and these fail (the xfail
-    # above, which ends by itself once both handlers exist). After the merge, the
-    # backfill lists them too (sorted(HANDLERS)) and every order must match.
+    # Refunds (made at Stripe, as in the Dashboard) and disputes, backfilled too.
     refunded = {"refund_full", "refund_partial", "refund_twice"}
     assert mismatches(truth, ["amount_refunded", "payment_status"], refunded, plan) == []
     disputes = ["disputed", "dispute_lost", "amount_lost_to_disputes", "attention_dispute_open",
