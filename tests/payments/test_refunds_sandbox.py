@@ -89,6 +89,8 @@ def test_a_dashboard_refund_at_the_sandbox_reaches_the_order(
     assert sorted(refunds_of(order)) == sorted([
         (first, 1500, "succeeded", "", "stripe"), (rest, 2500, "succeeded", "", "stripe"),
     ])  # fmt: skip
+    shown = client.get(f"/api/v1/orders/{order.pk}", HTTP_X_ORDER_TOKEN=order.access_token)
+    assert (shown.json()["amount_refunded"], shown.json()["payment_status"]) == (4000, "refunded")
     entries = order.events.filter(kind=OrderEvent.Kind.REFUND)
     assert sorted(e.data["stripe_refund_id"] for e in entries) == sorted([first, rest])
     assert all(e.stripe_event_id.startswith("evt_") for e in entries)
