@@ -297,7 +297,14 @@ def deliveries(flow: Flow) -> st.SearchStrategy[list[Delivery]]:
 
 
 @pytest.mark.parametrize("flow", FLOWS, ids=FLOW_IDS)
-@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Each example runs a whole flow through the inbox: capped so that the suite stays
+# inside CI's 10 minutes (the profile's count, at most 40; the orderings above are
+# exhaustive anyway).
+@settings(
+    max_examples=min(settings.default.max_examples, 40),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(data=st.data())
 def test_sampled_interleavings_of_dispute_deliveries_and_repeats_end_in_the_same_state(
     client: Client, flow: Flow, data: st.DataObject

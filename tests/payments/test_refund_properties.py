@@ -190,7 +190,13 @@ def deliveries(count: int) -> st.SearchStrategy[list[Delivery]]:
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
-@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Each example pays an order over HTTP: capped so that the suite stays inside CI's
+# 10 minutes (the profile's count, at most 25).
+@settings(
+    max_examples=min(settings.default.max_examples, 25),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(data=st.data())
 def test_refund_events_in_any_order_and_number_end_in_the_sandboxs_refunds(
     client: Client, sandbox: SandboxServer, scenario: Scenario, data: st.DataObject
