@@ -147,7 +147,7 @@ async def clock_advance(request: web.Request) -> web.Response:
 
 @routes.post("/_sandbox/charges/{id}/dispute")
 async def dispute_open(request: web.Request) -> web.Response:
-    """{"amount"?: int, "reason"?: "fraudulent" | ...}"""
+    """{"amount"?: int, "reason"?: "fraudulent" | ..., "is_charge_refundable"?: bool}"""
     body = await body_of(request)
     reason = body.get("reason", "fraudulent")
     if reason not in flows.DISPUTE_REASONS:
@@ -155,8 +155,16 @@ async def dispute_open(request: web.Request) -> web.Response:
     amount = body.get("amount")
     if amount is not None and not isinstance(amount, int):
         raise invalid("amount must be an integer", param="amount")
+    refundable = body.get("is_charge_refundable", False)
+    if not isinstance(refundable, bool):
+        raise invalid("is_charge_refundable must be a boolean", param="is_charge_refundable")
     dispute = flows.dispute_open(
-        sandbox_of(request).store, found(request, "charge"), ctx(), amount=amount, reason=reason
+        sandbox_of(request).store,
+        found(request, "charge"),
+        ctx(),
+        amount=amount,
+        reason=reason,
+        is_charge_refundable=refundable,
     )
     return web.json_response(dispute)
 

@@ -519,6 +519,13 @@ def refund_create(store: Store, params: Params, ctx: Context, *, mode: str) -> S
         raise invalid(
             f"Charge {paid['id']} has not succeeded; it cannot be refunded.", param="charge"
         )
+    blocking = _dispute_blocking_refund(store, paid)
+    if blocking is not None:
+        raise invalid(
+            f"Charge {paid['id']} has been disputed ({blocking['id']}, {blocking['status']}) "
+            "and cannot be refunded.",
+            code="charge_disputed",
+        )
     remaining = paid["amount"] - paid["amount_refunded"]
     if remaining <= 0:
         raise invalid(
@@ -547,6 +554,25 @@ def refund_create(store: Store, params: Params, ctx: Context, *, mode: str) -> S
     _emit(store, ctx, "refund.created", created)
     _emit(store, ctx, "charge.refunded", paid)
     return created
+
+
+# A dispute that no longer stops a refund: won, an inquiry closed without becoming a
+# chargeback, or one the card network prevented. Any other (open, or lost: the money is
+# already gone) does, unless Stripe says the charge is still refundable (some inquiries).
+DISPUTE_ALLOWS_REFUND = ("won", "warning_closed", "prevented")
+
+
+def _dispute_blocking_refund(store: Store, paid: StripeObject) -> StripeObject | None:
+    if not paid["disputed"]:
+        return None
+    for dispute in store.all("dispute"):
+        if (
+            dispute["charge"] == paid["id"]
+            and dispute["status"] not in DISPUTE_ALLOWS_REFUND
+            and not dispute["is_charge_refundable"]
+        ):
+            return dispute
+    return None
 
 
 def refund_settle(
@@ -592,7 +618,13 @@ DISPUTE_REASONS = (
 
 
 def dispute_open(
-    store: Store, paid: StripeObject, ctx: Context, *, amount: int | None, reason: str
+    store: Store,
+    paid: StripeObject,
+    ctx: Context,
+    *,
+    amount: int | None,
+    reason: str,
+    is_charge_refundable: bool = False,
 ) -> StripeObject:
     if paid["status"] != "succeeded":
         raise invalid("Only a succeeded charge can be disputed.")
@@ -604,6 +636,7 @@ def dispute_open(
             "The disputed amount must be between 1 and the charge amount.", param="amount"
         )
     opened = objects.dispute(charge_obj=paid, amount=amount, reason=reason, created=store.now())
+    opened["is_charge_refundable"] = is_charge_refundable
     store.add(opened)
     paid["disputed"] = True
     _emit(store, ctx, "charge.dispute.created", opened)

@@ -1,9 +1,11 @@
 """Background jobs (procrastinate). Tasks take ids and call services."""
 
+from uuid import UUID
+
 from procrastinate import RetryStrategy
 from procrastinate.contrib.django import app
 
-from djangomart.payments import inbox, reconcile
+from djangomart.payments import inbox, reconcile, refund_requests
 
 
 @app.task(
@@ -28,3 +30,21 @@ def stripe_events_sweep_task(timestamp: int) -> int:
 @app.task(name="orders_reconcile_stale", queue="reconcile", queueing_lock="orders_reconcile_stale")
 def orders_reconcile_stale_task(timestamp: int) -> int:
     return reconcile.orders_reconcile_stale()
+
+
+@app.task(
+    name="refund_submit",
+    queue="refunds",
+    # refund_submit handles Stripe's outages itself (the refund waits for the periodic
+    # job below); these retries are for the rest (the database, a crash).
+    retry=RetryStrategy(max_attempts=5, exponential_wait=2),
+    pass_context=False,
+)
+def refund_submit_task(refund_id: str) -> str:
+    return str(refund_requests.refund_submit(UUID(refund_id)).status)
+
+
+@app.periodic(cron="* * * * *")
+@app.task(name="refunds_submit_due", queue="refunds", queueing_lock="refunds_submit_due")
+def refunds_submit_due_task(timestamp: int) -> int:
+    return refund_requests.refunds_submit_due()
