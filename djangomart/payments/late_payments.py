@@ -137,6 +137,7 @@ def late_payment_apply(
             message=f"Late payment of {amount} received while {ended}: could not be accepted, "
             f"the stock is gone ({short}); refunded automatically (LATE_PAYMENT_POLICY=accept "
             "falls back to refund).",
+            note=f"late payment for a {ended} order whose stock is gone ({short})",
             data={**base, "policy": str(policy), "out_of_stock": _shortages(shortages)},
         )
         return
@@ -146,6 +147,7 @@ def late_payment_apply(
         stripe_event_id=stripe_event_id,
         message=f"Late payment of {amount} received while {ended}: refunded automatically "
         "(LATE_PAYMENT_POLICY=refund).",
+        note=f"late payment for a {ended} order (LATE_PAYMENT_POLICY=refund)",
         data={**base, "policy": str(policy)},
     )
 
@@ -184,21 +186,31 @@ def _flag(order: Order, payment: Payment, *, stripe_event_id: str) -> None:
 
 
 def _refund(
-    order: Order, payment: Payment, *, stripe_event_id: str, message: str, data: dict[str, Any]
+    order: Order,
+    payment: Payment,
+    *,
+    stripe_event_id: str,
+    message: str,
+    note: str,
+    data: dict[str, Any],
 ) -> None:
+    """Queues the refund of the whole payment (its Stripe call is a job run after the
+    commit; its own timeline entries follow the refund) and records the decision.
+    `note` goes on the Refund row and its timeline entry."""
     # Imported here: refund_requests builds on the facts module that calls this one.
     from djangomart.payments.refund_requests import refund_policy_queue
 
-    refund = refund_policy_queue(order, payment, stripe_event_id=stripe_event_id, note=message)
-    order_note(
-        order,
-        OrderEvent.Kind.LATE_PAYMENT,
-        message,
+    # The decision first, so that the timeline reads in the order things happened.
+    decision = OrderEvent.objects.create(
+        order=order,
+        kind=OrderEvent.Kind.LATE_PAYMENT,
         stripe_event_id=stripe_event_id,
-        **data,
-        outcome=str(Outcome.REFUNDED),
-        refund_id=str(refund.pk),
+        message=message,
+        data={**data, "outcome": str(Outcome.REFUNDED)},
     )
+    refund = refund_policy_queue(order, payment, stripe_event_id=stripe_event_id, note=note)
+    decision.data["refund_id"] = str(refund.pk)
+    decision.save(update_fields=["data"])
 
 
 def _reported_again(
