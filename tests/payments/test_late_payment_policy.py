@@ -723,3 +723,30 @@ def test_two_late_payments_racing_for_the_last_units_one_accepted_one_refunded(
     assert decision["out_of_stock"] == [{"sku": POSTER, "wanted": 2, "available": 0}]
     assert stock(POSTER) == (0, 0)
     ledger_is_right()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("policy", ["accept", "hold"])
+def test_a_checkout_retry_after_late_money_answers_as_the_order_now_is(
+    sandbox: SandboxServer, client: Client, settings: Any, policy: str
+) -> None:
+    """The same Idempotency-Key again: an order accepted late is answered like any paid
+    order (201, status paid); one that stayed ended still gets 409 order_closed."""
+    settings.LATE_PAYMENT_POLICY = policy
+    goods()
+    key = {"HTTP_IDEMPOTENCY_KEY": f"late-{uuid.uuid4().hex}"}
+    body = {"email": "buyer@example.com", "lines": LINES}
+    first = client.post("/api/v1/checkout", body, content_type="application/json", **key)
+    assert first.status_code == 201, first.content
+    order = Order.objects.get(pk=first.json()["order"]["id"])
+    expire_here(client, order)
+    deliver(client, "checkout.session.completed", session_object(order))
+    process_received()
+    again = client.post("/api/v1/checkout", body, content_type="application/json", **key)
+    if policy == "accept":
+        assert again.status_code == 201, again.content
+        assert again.json()["order"]["status"] == "paid"
+        assert again.json()["checkout_session_id"] == first.json()["checkout_session_id"]
+    else:
+        assert again.status_code == 409, again.content
+        assert (again.json()["code"], again.json()["order_status"]) == ("order_closed", "expired")
