@@ -65,6 +65,10 @@ def goods(posters: int = 2) -> None:
     make_product("poster", variants=[(POSTER, 900, posters)])
 
 
+# The jobs a transactional test queued are removed afterwards (tests/payments/conftest.py).
+pytestmark = pytest.mark.usefixtures("queued_jobs_removed")
+
+
 @pytest.fixture
 def shop(sandbox: SandboxServer, live_server: Any) -> SandboxServer:
     """The sandbox delivering its webhooks to the shop on a live server."""

@@ -37,6 +37,9 @@ from tests.payments.builders import DEMO_SKU, new_intent_id, order_build
 from tests.payments.conftest import intent_object, session_object
 from tests.stripe_sandbox.harness import SandboxServer
 
+# The jobs a transactional test queued are removed afterwards (tests/payments/conftest.py).
+pytestmark = pytest.mark.usefixtures("queued_jobs_removed")
+
 BOOKKEEPING = ("last_synced_at", "reconcile_next_at", "reconcile_attempts")
 
 
