@@ -2,11 +2,29 @@
 the order is paid the reservation becomes a sale (on_hand and reserved both go down,
 with a `sale` movement in the ledger); when it fails, expires or is canceled the
 reservation is dropped. transitions.apply calls these, so each runs once per order:
-an order leaves `pending` once."""
+an order leaves `pending` once.
+
+A late payment accepted (transitions.late_payment_accept) takes the ended order's
+units again, all lines or none (stock_reserve_again), then sells them as for any paid
+order; the order is then paid, so that too happens once."""
+
+from dataclasses import dataclass
 
 from djangomart.catalog import services as catalog_services
 from djangomart.orders.locks import variants_lock
 from djangomart.orders.models import Order, OrderEvent
+
+
+@dataclass(frozen=True)
+class Shortage:
+    """A line of an order that the shelf cannot serve now."""
+
+    sku: str
+    wanted: int
+    available: int
+
+    def describe(self) -> str:
+        return f"{self.sku}: {self.wanted} wanted, {max(self.available, 0)} available"
 
 
 def _quantities(order: Order) -> dict[int, int]:
@@ -28,13 +46,41 @@ def stock_release(order: Order) -> None:
     OrderEvent.objects.create(order=order, kind=OrderEvent.Kind.NOTE, message="Stock released.")
 
 
+def stock_reserve_again(order: Order) -> list[Shortage]:
+    """Reserves the units of an ended order whose reservation was released, all lines or
+    none, for a late payment accepted. The order must be locked; its variants are locked
+    here (after it, in pk order) and read under that lock, so two late payments racing
+    for the last units cannot both get them. Returns the lines short of stock, having
+    changed nothing; an empty list once the units are reserved (stock_released false
+    again). An order whose reservation was never released has nothing to take back."""
+    if not order.stock_released:
+        return []
+    quantities = _quantities(order)
+    locked = variants_lock(quantities)
+    shortages = [
+        Shortage(locked[variant_id].sku, quantity, locked[variant_id].available)
+        for variant_id, quantity in sorted(quantities.items())
+        if locked[variant_id].available < quantity
+    ]
+    if shortages:
+        return shortages
+    catalog_services.stock_reserve(quantities)
+    order.stock_released = False
+    order.save(update_fields=["stock_released", "updated_at"])
+    OrderEvent.objects.create(
+        order=order, kind=OrderEvent.Kind.NOTE, message="Stock reserved again (late payment)."
+    )
+    return []
+
+
 def stock_sell(order: Order) -> None:
     """Turns the paid order's reservation into a sale, in the caller's transaction. The
     order must be locked; the ledger's unique (order, variant, sale) refuses a second
     sale of the same order."""
     if order.stock_released:
-        # Unreachable through the transition table (released orders are never paid);
-        # selling units that are no longer reserved would break the reserved count.
+        # Unreachable: apply sells only orders leaving `pending`, and a late payment
+        # reserves again first; selling units that are no longer reserved would break
+        # the reserved count.
         return
     quantities = _quantities(order)
     variants_lock(quantities)

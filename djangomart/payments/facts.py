@@ -8,6 +8,7 @@ from typing import Any
 from djangomart.orders import transitions
 from djangomart.orders.models import Order, OrderEvent
 from djangomart.orders.services import order_flag, order_note
+from djangomart.payments import late_payments
 from djangomart.payments.disputes import order_disputes_derive
 from djangomart.payments.models import Payment, Refund
 
@@ -116,7 +117,8 @@ def payment_succeeded(
     order: Order, *, intent_id: str, amount: int, currency: str, stripe_event_id: str
 ) -> None:
     """Money arrived for `order` (locked). Pays a pending order when amount and currency
-    match; anything else is recorded and flagged, never dropped. Without a Stripe event
+    match; anything else is recorded and flagged, never dropped. Money in full for an
+    order that already ended goes to the late-payment policy. Without a Stripe event
     (the landing-page sync), facts already known change nothing and write nothing."""
     payment = _payment_or_flag(order, intent_id, stripe_event_id=stripe_event_id)
     if payment is None:
@@ -147,7 +149,8 @@ def payment_succeeded(
             message=f"Paid {amount}, order total is {order.total}.",
         )
         return
-    if order.payments.filter(succeeded=True).exclude(pk=payment.pk).exists():
+    duplicate = order.payments.filter(succeeded=True).exclude(pk=payment.pk).exists()
+    if duplicate:
         # A second successful PaymentIntent for one order: the customer paid twice.
         order_flag(
             order,
@@ -175,12 +178,10 @@ def payment_succeeded(
         )
     else:
         # Paid after the order expired, failed or was canceled: the money is real, and
-        # the reserved stock was already given back. A human decides (docs/payments.md).
-        order_flag(
-            order,
-            "late_payment",
-            stripe_event_id=stripe_event_id,
-            message=f"Payment of {amount} {currency} received while {order.status}.",
+        # the reserved stock was already given back. LATE_PAYMENT_POLICY decides, once
+        # per payment (payments.late_payments).
+        late_payments.late_payment_apply(
+            order, payment, stripe_event_id=stripe_event_id, duplicate=duplicate
         )
 
 

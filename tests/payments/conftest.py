@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import stripe
+from django.db import connection
 from django.test import Client
 from procrastinate.contrib.django import app as procrastinate_app
 from procrastinate.periodic import PeriodicRegistry
@@ -83,6 +84,23 @@ def run_jobs() -> None:
     # CONN_MAX_AGE) are only closed when collected; the test database cannot be
     # dropped while they are open.
     gc.collect()
+
+
+@pytest.fixture
+def queued_jobs_removed(request: pytest.FixtureRequest, django_db_blocker: Any) -> Iterator[None]:
+    """Procrastinate's tables are not Django's (unmanaged), so the flush after a
+    transactional test leaves its jobs behind; this removes the ones the test queued, so
+    that a later test counting queued jobs (by task name) starts from none."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None or not marker.kwargs.get("transaction"):
+        yield
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute("SELECT coalesce(max(id), 0) FROM procrastinate_jobs")
+        before = cursor.fetchone()[0]
+    yield
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM procrastinate_jobs WHERE id > %s", [before])
 
 
 @pytest.fixture

@@ -158,6 +158,13 @@ def test_a_succeeded_payment_intent_for_no_known_order_is_unmatched(client: Clie
     assert event.status == "unmatched"
 
 
+@pytest.fixture
+def hold_late_payments(settings: Any) -> None:
+    """LATE_PAYMENT_POLICY=hold: a late payment only flags its order (the other policies:
+    tests/payments/test_late_payment_policy.py)."""
+    settings.LATE_PAYMENT_POLICY = "hold"
+
+
 def expired_then_paid(client: Client) -> Order:
     order = order_build()
     intent_id = new_intent_id()
@@ -171,22 +178,26 @@ def expired_then_paid(client: Client) -> Order:
     return order
 
 
-def test_a_payment_after_expiry_leaves_the_order_expired(client: Client) -> None:
+@pytest.mark.usefixtures("hold_late_payments")
+def test_a_payment_after_expiry_under_hold_leaves_the_order_expired(client: Client) -> None:
     order = expired_then_paid(client)
     assert order.status == "expired"
 
 
-def test_a_payment_after_expiry_is_flagged_late_payment(client: Client) -> None:
+@pytest.mark.usefixtures("hold_late_payments")
+def test_a_payment_after_expiry_under_hold_is_flagged_late_payment(client: Client) -> None:
     order = expired_then_paid(client)
     assert (order.needs_attention, order.attention_reasons) == (True, ["late_payment"])
 
 
-def test_a_payment_after_expiry_is_recorded_as_money_received(client: Client) -> None:
+@pytest.mark.usefixtures("hold_late_payments")
+def test_a_payment_after_expiry_under_hold_is_recorded_as_money_received(client: Client) -> None:
     order = expired_then_paid(client)
     assert (order.amount_paid, order.payment_status) == (order.total, "paid")
     assert order.payments.get().succeeded
 
 
+@pytest.mark.usefixtures("hold_late_payments")
 def test_flagged_orders_are_listed_as_needing_attention_in_the_admin(
     client: Client, staff_client: Client
 ) -> None:

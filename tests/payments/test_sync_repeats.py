@@ -1,5 +1,6 @@
 """A sync or reconciliation that repeats what is already known writes nothing: no
-timeline row, no changed order, payment or stock row (updated_at included).
+timeline row, no changed order, payment or stock row (updated_at included), no refund
+row or queued job.
 
 Each state is reached once, then looked at a second time; everything the second look
 could write is compared. Only the look's own bookkeeping may change: the sync's rate
@@ -20,19 +21,24 @@ import pytest
 from django.db import transaction
 from django.test import Client
 from django.utils import timezone
+from procrastinate.contrib.django.models import ProcrastinateJob
 
 from djangomart.catalog.demo import demo_catalog_seed
 from djangomart.catalog.models import StockMovement, Variant
+from djangomart.catalog.services import variant_stock_change
 from djangomart.core.errors import DomainError
 from djangomart.orders import transitions
 from djangomart.orders.locks import orders_lock
 from djangomart.orders.models import Order, OrderEvent
 from djangomart.payments.checkout import checkout_session_apply, order_sync
-from djangomart.payments.models import Payment
+from djangomart.payments.models import Payment, Refund
 from djangomart.payments.reconcile import GRACE, orders_reconcile_stale
 from tests.payments.builders import DEMO_SKU, new_intent_id, order_build
 from tests.payments.conftest import intent_object, session_object
 from tests.stripe_sandbox.harness import SandboxServer
+
+# The jobs a transactional test queued are removed afterwards (tests/payments/conftest.py).
+pytestmark = pytest.mark.usefixtures("queued_jobs_removed")
 
 BOOKKEEPING = ("last_synced_at", "reconcile_next_at", "reconcile_attempts")
 
@@ -49,6 +55,8 @@ def snapshot() -> dict[str, Any]:
         "payments": list(Payment.objects.order_by("pk").values()),
         "variants": list(Variant.objects.order_by("pk").values()),
         "movements": StockMovement.objects.count(),
+        "refunds": list(Refund.objects.order_by("pk").values()),
+        "jobs": list(ProcrastinateJob.objects.order_by("id").values_list("task_name", "args")),
     }
 
 
@@ -208,6 +216,64 @@ def test_a_second_look_writes_nothing(
 ) -> None:
     order = SANDBOX_STATES[state](client, sandbox)
     LOOKS[look](client, order)
+    before = snapshot()
+    LOOKS[look](client, order)
+    assert snapshot() == before
+
+
+# -- Late money under each LATE_PAYMENT_POLICY ---------------------------------------------
+
+
+def late_payment_stock_gone(client: Client, sandbox: SandboxServer) -> Order:
+    """Paid at Stripe, expired here, and meanwhile the shelf lost all but one unit: the
+    accept policy refunds instead."""
+    order = late_payment_on_expired(client, sandbox)
+    variant = Variant.objects.get(sku=DEMO_SKU)
+    variant_stock_change(variant_id=variant.pk, delta=1 - variant.available, reason="adjustment")
+    return order
+
+
+def delayed_succeeded_on_canceled(client: Client, sandbox: SandboxServer) -> Order:
+    order, session_id = bought(client, sandbox, method="delayed")
+    ended_here(order, Order.Status.CANCELED)
+    settle(sandbox, session_id, "succeeded")
+    return order
+
+
+# (policy, state, what the policy does): the first look applies the policy (no Stripe
+# event), the second writes nothing: no second refund row or job, reservation or sale.
+LATE_STATES: dict[str, tuple[str, Callable[[Client, SandboxServer], Order], str]] = {
+    "accept, stock left": ("accept", late_payment_on_expired, "accepted"),
+    "accept, stock gone": ("accept", late_payment_stock_gone, "refunded"),
+    "refund": ("refund", late_payment_on_expired, "refunded"),
+    "hold": ("hold", late_payment_on_expired, "held"),
+    "accept, debit succeeded on a canceled order": (
+        "accept",
+        delayed_succeeded_on_canceled,
+        "accepted",
+    ),
+    "refund, debit succeeded on a canceled order": (
+        "refund",
+        delayed_succeeded_on_canceled,
+        "refunded",
+    ),
+}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("look", ["sync", "endpoint"])  # reconciliation skips ended orders
+@pytest.mark.parametrize("case", LATE_STATES)
+def test_a_second_look_at_late_money_writes_nothing(
+    client: Client, sandbox: SandboxServer, settings: Any, case: str, look: str
+) -> None:
+    policy, state, outcome = LATE_STATES[case]
+    settings.LATE_PAYMENT_POLICY = policy
+    order = state(client, sandbox)
+    LOOKS[look](client, order)
+    decided = order.events.filter(kind=OrderEvent.Kind.LATE_PAYMENT)
+    assert [e.data["outcome"] for e in decided] == [outcome]
+    refunds = Refund.objects.filter(order=order, origin="policy").count()
+    assert refunds == (1 if outcome == "refunded" else 0)
     before = snapshot()
     LOOKS[look](client, order)
     assert snapshot() == before
