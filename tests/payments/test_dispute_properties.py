@@ -301,7 +301,7 @@ def deliveries(flow: Flow) -> st.SearchStrategy[list[Delivery]]:
 # inside CI's 10 minutes (the profile's count, at most 40; the orderings above are
 # exhaustive anyway).
 @settings(
-    max_examples=min(settings.default.max_examples, 40),
+    max_examples=min(settings().max_examples, 40),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )

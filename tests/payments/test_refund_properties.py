@@ -193,7 +193,7 @@ def deliveries(count: int) -> st.SearchStrategy[list[Delivery]]:
 # Each example pays an order over HTTP: capped so that the suite stays inside CI's
 # 10 minutes (the profile's count, at most 25).
 @settings(
-    max_examples=min(settings.default.max_examples, 25),
+    max_examples=min(settings().max_examples, 25),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
