@@ -652,6 +652,15 @@ def _refused(refund: Refund, exc: gateway.GatewayError) -> Refund:
         failure_reason=current.failure_reason,
         stripe_request_id=exc.request_id,
     )
+    if current.origin == Origin.POLICY:
+        # Nobody asked for this refund in person, and the order has ended: without a
+        # flag nobody would learn that the late payment was kept.
+        order_flag(
+            order,
+            "refund_failed",
+            message=f"The late-payment policy's refund of {money} was refused by Stripe "
+            f"({current.failure_reason}): {exc.message}",
+        )
     facts.order_money_refresh(order)
     return current
 

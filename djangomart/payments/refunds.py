@@ -18,7 +18,7 @@ from django.db import transaction
 from djangomart.money import format_amount
 from djangomart.orders.locks import orders_lock
 from djangomart.orders.models import Order, OrderEvent
-from djangomart.orders.services import order_note
+from djangomart.orders.services import order_flag, order_note
 from djangomart.payments import facts, gateway, ownership
 from djangomart.payments.models import Refund
 
@@ -163,6 +163,16 @@ def refund_fact(order: Order, obj: dict[str, Any], *, stripe_event_id: str = "")
         row.save()
     if first_seen or row.status != from_status:
         _timeline(order, row, from_status=from_status, stripe_event_id=stripe_event_id)
+    if row.status in FINAL and row.status != from_status:
+        # The customer was told money is coming back, and it is not: someone must act
+        # (pay it back another way, or refund again once the cause is fixed).
+        order_flag(
+            order,
+            "refund_failed",
+            stripe_event_id=stripe_event_id,
+            message=f"Refund {row.stripe_refund_id} of {format_amount(row.amount, row.currency)} "
+            f"{row.status} at Stripe ({row.failure_reason or 'no reason given'}).",
+        )
     facts.order_money_refresh(order)  # writes only what changed
     return row
 

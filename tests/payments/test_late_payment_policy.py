@@ -22,6 +22,7 @@ from itertools import permutations
 from typing import Any
 
 import pytest
+import stripe
 from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.db.models import Sum
@@ -50,7 +51,7 @@ from tests.payments.conftest import (
 )
 from tests.payments.race_helpers import held_transaction, lock_waiters_wait
 from tests.payments.stripe_proxy import Handler, StripeProxy
-from tests.stripe_sandbox.harness import SandboxServer
+from tests.stripe_sandbox.harness import API_KEY, SandboxServer
 
 GOOD_CARD = "4242424242424242"
 TEE, POSTER = "TEE-M", "POSTER-A2"
@@ -262,6 +263,30 @@ def test_money_for_an_order_that_expired_here_but_was_paid_at_stripe(
         assert_held(order, shop, "expired")
         assert (stock(TEE), stock(POSTER)) == ((10, 0), (2, rival_hold))
     ledger_is_right()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_policy_refund_stripe_refuses_flags_the_order_refund_failed(
+    shop: SandboxServer, client: Client, settings: Any
+) -> None:
+    """Nobody asked for the policy's refund in person and the order has ended: when
+    Stripe refuses it (here the whole payment was refunded in the Dashboard first), the
+    order is flagged so that a human learns the late money's fate."""
+    settings.LATE_PAYMENT_POLICY = "refund"
+    order, session_id = checkout(client)
+    expire_here(client, order)
+    paid = shop.control(f"checkout/sessions/{session_id}/pay", {"card": GOOD_CARD})
+    dashboard = stripe.StripeClient(API_KEY, base_addresses={"api": shop.url})
+    dashboard.v1.refunds.create(params={"payment_intent": paid["payment_intent"]["id"]})
+    settle(shop)
+    order.refresh_from_db()
+    assert order.status == "expired"
+    assert sorted(Refund.objects.filter(order=order).values_list("origin", "status")) == [
+        ("policy", "failed"),
+        ("stripe", "succeeded"),
+    ]
+    assert (order.amount_refunded, order.payment_status) == (TOTAL, "refunded")
+    assert (order.needs_attention, order.attention_reasons) == (True, ["refund_failed"])
 
 
 def session_unknown_to_stripe(session_id: str) -> Callable[..., bool]:

@@ -123,6 +123,24 @@ def test_a_refund_that_fails_after_it_succeeded_gives_the_amount_back(client: Cl
     assert len(refund_timeline(order)) == 2
 
 
+def test_a_refund_that_fails_flags_the_order_refund_failed_once(client: Client) -> None:
+    """The customer was told money is coming back and it is not: a human must act."""
+    order, intent_id = paid_order(client)
+    refund = refund_object(order, intent_id, status="pending")
+    send(client, "refund.created", refund)
+    order.refresh_from_db()
+    assert (order.needs_attention, order.attention_reasons) == (False, [])
+    failed = {**refund, "status": "failed", "failure_reason": "lost_or_stolen_card"}
+    send(client, "refund.failed", failed)
+    send(client, "refund.updated", failed)  # Stripe sends both; the flag is raised once
+    send(client, "refund.failed", failed)  # a repeated delivery
+    order.refresh_from_db()
+    assert (order.needs_attention, order.attention_reasons) == (True, ["refund_failed"])
+    flags = order.events.filter(kind=OrderEvent.Kind.FLAGGED, data__reason="refund_failed")
+    assert flags.count() == 1
+    assert "lost_or_stolen_card" in flags.get().message
+
+
 def test_an_older_event_never_undoes_a_newer_fact(client: Client) -> None:
     """refund.updated (succeeded) arrives first; the refund.created Stripe sent before it
     (pending) comes late."""
