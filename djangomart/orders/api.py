@@ -19,7 +19,7 @@ from djangomart.orders.schemas import (
 from djangomart.orders.selectors import order_for_api, order_get_for_client
 from djangomart.payments import checkout
 from djangomart.payments.checkout import GUEST_IDEMPOTENCY_KEY_MIN_LENGTH
-from djangomart.payments.models import DisputeStatus, RefundStatus
+from djangomart.payments.models import Dispute, DisputeStatus, RefundStatus
 
 router = Router(tags=["orders"])
 
@@ -41,6 +41,17 @@ IDEMPOTENCY_KEY_HELP = (
 
 def order_out(order: Order) -> OrderOut:
     """The order as its customer sees it; `order` comes from selectors.order_for_api."""
+    disputes = [
+        OrderDisputeOut(
+            id=dispute.stripe_dispute_id,
+            status=DisputeStatus(dispute.status),
+            amount=dispute.amount,
+            currency=dispute.currency,
+            reason=dispute.reason,
+            evidence_due_by=dispute.evidence_due_by,
+        )
+        for dispute in order.disputes.all()
+    ]
     return OrderOut(
         id=order.id,
         status=order.status,
@@ -74,18 +85,17 @@ def order_out(order: Order) -> OrderOut:
             )
             for refund in order.refunds.all()
         ],
-        disputes=[
-            OrderDisputeOut(
-                id=dispute.stripe_dispute_id,
-                status=DisputeStatus(dispute.status),
-                amount=dispute.amount,
-                currency=dispute.currency,
-                reason=dispute.reason,
-                evidence_due_by=dispute.evidence_due_by,
-            )
-            for dispute in order.disputes.all()
-        ],
+        disputes=disputes,
+        dispute=_dispute_shown(disputes),
     )
+
+
+def _dispute_shown(disputes: list[OrderDisputeOut]) -> OrderDisputeOut | None:
+    """The dispute a client shows first: the open one (a payment has one dispute at a
+    time), else the latest."""
+    open_ones = [d for d in disputes if d.status in Dispute.OPEN]
+    shown = open_ones or disputes
+    return shown[-1] if shown else None
 
 
 # What each error status of checkout and sync means (docs/payments.md, "Talking to

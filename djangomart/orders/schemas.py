@@ -114,7 +114,10 @@ class OrderOut(Schema):
     needs_attention: bool
     lines: list[OrderLineOut]
     refunds: list[OrderRefundOut]
-    disputes: list[OrderDisputeOut]
+    disputes: list[OrderDisputeOut] = Field(description="Every dispute, oldest first.")
+    dispute: OrderDisputeOut | None = Field(
+        description="The dispute to show: the open one, else the latest; null if none."
+    )
 
 
 class CheckoutOut(Schema):

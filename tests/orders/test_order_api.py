@@ -35,6 +35,7 @@ ORDER_FIELDS = {
     "lines",
     "refunds",
     "disputes",
+    "dispute",
 }
 
 
@@ -91,6 +92,7 @@ def test_the_access_token_shows_the_order_with_its_status_money_and_lines(
         "needs_attention": False,
         "refunds": [],
         "disputes": [],
+        "dispute": None,
         "lines": [
             {
                 "sku": "TEE-M",

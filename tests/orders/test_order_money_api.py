@@ -129,6 +129,19 @@ def test_the_order_shows_its_refunds_oldest_first_and_its_disputes_with_their_de
         True,
         1500,
     )
+    assert body["dispute"] == body["disputes"][0]  # none open: the latest
+
+
+def test_the_dispute_shown_is_the_open_one(placed: dict[str, Any], client: Client) -> None:
+    order = Order.objects.get(pk=placed["order"]["id"])
+    payment = payment_of(order)
+    dispute_on(order, payment, "warning_closed")
+    opened = dispute_on(order, payment, "needs_response")
+    dispute_on(order, payment, "won")
+    body = order_get(client, placed).json()
+    assert [d["status"] for d in body["disputes"]] == ["warning_closed", "needs_response", "won"]
+    assert (body["dispute"]["id"], body["dispute"]["status"]) == (opened, "needs_response")
+    assert body["disputed"] is True
 
 
 def test_a_dispute_without_a_deadline_shows_evidence_due_by_null(
