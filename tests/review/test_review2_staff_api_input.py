@@ -7,7 +7,13 @@ from django.test import Client
 
 from djangomart.accounts.services import staff_token_create
 from djangomart.payments.models import Refund
-from tests.payments.test_staff_api import bearer, paid_order, refund_posts, refunds_url, staff_member
+from tests.payments.test_staff_api import (
+    bearer,
+    paid_order,
+    refund_posts,
+    refunds_url,
+    staff_member,
+)
 from tests.stripe_sandbox.harness import SandboxServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
