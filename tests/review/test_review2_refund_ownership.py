@@ -51,7 +51,7 @@ def test_a_refund_naming_our_pending_refund_with_another_amount_does_not_count_o
 def test_a_refund_naming_our_refund_row_does_not_take_over_a_row_of_another_amount_any_way(
     sandbox: SandboxServer, client: Client, stripe_proxy: Any
 ) -> None:
-    """The same through refund.updated of a failed one: our 3000 refund is marked failed
+    """The same through refund.failed of another refund: our 3000 refund is marked failed
     although Stripe never saw it (its refusal belongs to the other refund)."""
     order = paid_order(client, sandbox)
     staff = User.objects.create_user("alice", is_staff=True)
