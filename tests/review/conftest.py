@@ -1,6 +1,6 @@
-"""The payment engine's fixtures (the sandbox over HTTP, signed events) for the review tests."""
+"""The payment engine's fixtures (tests/payments/conftest.py), for the review tests."""
 
-from tests.payments.conftest import (  # noqa: F401
+from tests.payments.conftest import (  # noqa: F401 (fixtures)
     catalog,
     queued_jobs_removed,
     sandbox,
