@@ -1,5 +1,5 @@
 """Staff API tokens: created, revoked, and looked up when a request presents one
-(docs/drafts/staff-api.md).
+(docs/staff-api.md).
 
 A token is `dmst_` followed by 43 URL-safe characters (32 random bytes): the prefix
 makes a leaked token recognisable (secret scanners, logs) and tells it apart from any

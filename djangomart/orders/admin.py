@@ -450,7 +450,7 @@ class OrderAdmin(admin.ModelAdmin[Order]):
                 done = "The order was canceled and its stock released."
             if ended.amount_paid:
                 paid = format_amount(ended.amount_paid, ended.currency)
-                done = f"{done} Stripe received {paid} for it: refund that in Stripe."
+                done = f"{done} Stripe received {paid} for it: refund it with the Refund button."
             return messages.SUCCESS, done
 
         return self._staff_action(

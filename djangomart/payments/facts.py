@@ -6,6 +6,7 @@ result, and `paid` never regresses."""
 from typing import Any
 
 from djangomart.orders import transitions
+from djangomart.orders.locks import payment_intent_lock
 from djangomart.orders.models import Order, OrderEvent
 from djangomart.orders.services import order_flag, order_note
 from djangomart.payments import late_payments
@@ -19,6 +20,7 @@ PaymentStatus = Order.PaymentStatus
 def _payment(order: Order, intent_id: str) -> Payment | None:
     """The order's Payment row for a PaymentIntent, created on first sight; None when
     that PaymentIntent already belongs to another order (the caller flags it)."""
+    payment_intent_lock(intent_id)
     payment, created = Payment.objects.get_or_create(
         stripe_payment_intent_id=intent_id, defaults={"order": order}
     )

@@ -21,7 +21,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from djangomart.orders.locks import orders_lock
+from djangomart.orders.locks import orders_lock, payment_intent_lock
 from djangomart.orders.models import Order
 from djangomart.orders.services import order_flag
 from djangomart.payments import ownership
@@ -241,6 +241,17 @@ def _process(event_id: str) -> str:
         logger.warning("stripe event is not ours", extra={"event_id": event.id, "why": not_ours})
         return _finish(event, Status.UNMATCHED, error=not_ours)
     order_id = order_match(event)
+    if order_id is None and event.payment_intent_id:
+        # The PaymentIntent may be becoming an order's own in a transaction not committed
+        # yet, whose requeue of waiting events already looked (orders.locks).
+        payment_intent_lock(event.payment_intent_id)
+        if order_match(event) is not None:
+            # It just did: process again from the start, taking the order's lock then,
+            # never while holding this one.
+            event.status = Status.RECEIVED
+            event.save(update_fields=_WORKER_FIELDS)
+            _defer_unless_queued(event.id)
+            return Status.RECEIVED
     if order_id is None:
         logger.warning("stripe event matches no order", extra={"event_id": event.id})
         return _finish(event, Status.UNMATCHED, error="No order matches this event.")

@@ -1,5 +1,5 @@
 """Refunds DjangoMart asks Stripe for: by staff (the admin, the staff API) and by the
-late-payment policy (docs/drafts/refund-requests.md).
+late-payment policy (docs/payments.md, "Staff refunds").
 
 A refund is decided under the order's row lock and committed as a `pending` Refund row
 before Stripe hears of it; only then, with no lock held and outside any transaction,
@@ -548,13 +548,15 @@ def refund_submit(refund_id: UUID) -> Refund:
     - Stripe's refund: recorded as the refund fact (its Stripe id and status);
     - a refusal (gateway.GatewayRejected): the refund is `failed`, failure_reason =
       Stripe's code, last_error = its message, on the timeline; staff may retry it;
-    - an outage (Stripe down past the gateway's budget, or the same key still in use):
+    - an outage (Stripe down past the gateway's budget, the same key still in use, or
+      our API key refused with a 401/403):
       the refund stays pending with submit_next_at (backoff) for the recovery job, which
       sends it again with the same key.
 
     A row older than STRIPE_KEY_LOOKUP_AGE is first looked up at Stripe by its
     metadata.refund_id: Stripe forgets idempotency keys after 24 hours, and a refund
-    made by a lost attempt must not be made twice."""
+    made by a lost attempt must not be made twice (a lookup that fails leaves it
+    waiting)."""
     _outside_transaction("refund_submit")
     refund = _submit_claim(refund_id)
     if refund is None:
@@ -563,12 +565,10 @@ def refund_submit(refund_id: UUID) -> Refund:
     if refund.created_at <= timezone.now() - STRIPE_KEY_LOOKUP_AGE:
         try:
             answer = _stripe_lookup(refund)
-        except gateway.GatewayRejected as exc:
-            # Stripe would not list them (not an outage): the create below gets its
-            # own answer, refused or not.
-            logger.warning("refund lookup refused", extra={"refund_id": str(refund.pk),
-                                                           **exc.log_fields()})  # fmt: skip
         except gateway.GatewayError as exc:
+            # Refused or not answered, the lookup did not say whether a lost attempt made
+            # the refund: sending it now, with a key Stripe may have forgotten, could
+            # make a second one. It waits, as for an outage.
             return _unanswered(refund, exc)
     if answer is None:
         try:
@@ -580,6 +580,10 @@ def refund_submit(refund_id: UUID) -> Refund:
                 reason=refund.reason or None,
             )
         except gateway.GatewayRejected as exc:
+            if exc.http_status in (401, 403):
+                # Our API key refused (revoked, rotated, restricted): not this refund's
+                # fault, and fixing the key lets it go through; it waits, as for an outage.
+                return _unanswered(refund, exc)
             return _refused(refund, exc)
         except gateway.GatewayError as exc:  # an outage, or the key still in use
             return _unanswered(refund, exc)

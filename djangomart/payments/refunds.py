@@ -81,17 +81,27 @@ def _find(
     order: Order, stripe_refund_id: str, intent_id: str, obj: dict[str, Any]
 ) -> Refund | None:
     """The row this Stripe refund already has: by its Stripe id, else the row of this
-    order that our request created (metadata.refund_id) and that Stripe's answer has not
-    reached yet. A row of another order, or one already holding another Stripe refund,
-    is not this refund's."""
+    order that our request created (metadata.refund_id, with the same amount and
+    currency) and that Stripe's answer has not reached yet. A row of another order, or
+    one already holding another Stripe refund, is not this refund's."""
     row = Refund.objects.filter(stripe_refund_id=stripe_refund_id).first()
     if row is not None:
         return row
     our_id = _our_refund_id(obj)
     if our_id is None:
         return None
+    # The metadata is only a claim (anyone with access to the account can write it): the
+    # refund must also be what we asked for, the same amount in the same currency, or it
+    # would take over our row, which then never gets sent (the recovery job skips rows
+    # with a Stripe id) while the order counts our amount instead of Stripe's.
+    amount, currency = obj.get("amount"), _str(obj.get("currency")).lower()
     return Refund.objects.filter(
-        pk=our_id, order=order, stripe_refund_id__isnull=True, stripe_payment_intent_id=intent_id
+        pk=our_id,
+        order=order,
+        stripe_refund_id__isnull=True,
+        stripe_payment_intent_id=intent_id,
+        amount=amount if type(amount) is int else -1,
+        currency=currency,
     ).first()
 
 

@@ -405,6 +405,7 @@ def _accepted_session_close(order: Order, user: User | None) -> AcceptOutcome:
         warning=(
             "The order was accepted as paid, but the customer completed its Checkout Session "
             f"at Stripe meanwhile ({paid}): that payment is recorded on the order (see its "
-            "timeline and Payments); refund it in Stripe if the order was paid otherwise."
+            "timeline and Payments); refund it with the Refund button if the order was paid "
+            "otherwise."
         ),
     )

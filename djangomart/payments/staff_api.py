@@ -1,10 +1,11 @@
-"""The staff API for refunds (`/api/v1/staff/`, tag `staff`; docs/drafts/staff-api.md).
+"""The staff API for refunds (`/api/v1/staff/`, tag `staff`; docs/staff-api.md).
 
 Every operation authenticates a staff token or a staff session and checks a Django
 permission first (djangomart.accounts.auth), so that someone who may not act learns
 nothing about orders; then an order or refund that is not there, or a refund of
 another order, is a 404 and nothing changes. The work is payments.refund_requests'."""
 
+import json
 from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
@@ -214,6 +215,17 @@ READ_RESPONSES = {
 }
 
 
+def _body_is_an_object(request: HttpRequest) -> None:
+    """`[]`, `null` or `"..."` would read as "no amount": a full refund out of a malformed
+    body. Money moves only on an explicit JSON object (`{}` for a full refund)."""
+    if not isinstance(json.loads(request.body), dict):  # ninja has parsed it already
+        raise refund_requests.RefundInvalid(
+            "The body must be a JSON object ({} for a full refund).",
+            location="body",
+            kind="model_attributes_type",
+        )
+
+
 @router.post(
     "/orders/{order_id}/refunds",
     auth=staff_auth(*ADD),
@@ -241,6 +253,7 @@ def staff_refund_create(
     """Refunds `amount` of a paid order (all that is left when no amount is given) at
     Stripe. The refund is recorded first, then Stripe is asked; needs
     `payments.add_refund`."""
+    _body_is_an_object(request)
     outcome = refund_requests.refund_request(
         order_id=order_id,
         amount=body.amount,

@@ -322,7 +322,7 @@ def test_a_bank_debit_that_succeeds_after_staff_canceled_the_order(
     """Staff cancel an order whose bank debit is still processing at Stripe, at a moment
     Stripe does not show them its session (staff.py cancels then: nobody can pay a
     session Stripe does not know); the debit then succeeds. The policy applies to a
-    staff cancel as to any other end (docs/drafts/late-payment-policy.md)."""
+    staff cancel as to any other end (docs/payments.md, "Late payments")."""
     settings.LATE_PAYMENT_POLICY = policy
     staff = User.objects.create_user("alice", is_staff=True)
     order, session_id = checkout(client)

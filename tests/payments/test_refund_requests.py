@@ -20,7 +20,7 @@ from procrastinate.contrib.django.models import ProcrastinateJob
 from djangomart.core.errors import NotFound
 from djangomart.orders.locks import orders_lock
 from djangomart.orders.models import Order, OrderEvent
-from djangomart.payments import refund_requests
+from djangomart.payments import gateway, refund_requests
 from djangomart.payments.checkout import order_sync
 from djangomart.payments.models import Dispute, Payment, Refund
 from djangomart.payments.refund_requests import (
@@ -305,6 +305,27 @@ def test_an_outage_past_the_budget_leaves_the_refund_pending_and_the_job_sends_i
     notes = OrderEvent.objects.filter(order=order, kind=OrderEvent.Kind.REFUND).order_by("pk")
     assert [n.data["status"] for n in notes] == ["pending", "pending", "succeeded"]
     assert "not sent yet" in notes[1].message
+
+
+def test_a_refund_our_api_key_is_refused_for_waits_and_goes_through_once_the_key_is_fixed(
+    sandbox: SandboxServer, client: Client, staff: User, settings: Any
+) -> None:
+    """A 401 (a revoked or rotated key) is not the refund's fault: failing it for good
+    would leave a policy refund nobody retries. It waits, as for an outage."""
+    order = paid_order(client, sandbox)
+    good_key = settings.STRIPE_SECRET_KEY
+    settings.STRIPE_SECRET_KEY = "rk_test_revoked_key_for_tests"  # the sandbox answers 401
+    gateway.client_reset()
+    refund = ask(order, staff, amount=1200).refund
+    assert (refund.status, refund.stripe_refund_id, refund.failure_reason) == ("pending", None, "")
+    assert refund.submit_next_at is not None
+    settings.STRIPE_SECRET_KEY = good_key
+    gateway.client_reset()
+    Refund.objects.filter(pk=refund.pk).update(submit_next_at=timezone.now())
+    recovery_job_run()
+    sent = Refund.objects.get(pk=refund.pk)
+    assert sent.status == "succeeded"
+    assert len(stripe_refunds(sandbox, order)) == 1
 
 
 def test_a_refund_unanswered_for_a_day_is_looked_up_at_stripe_before_it_is_sent_again(

@@ -152,7 +152,7 @@ def test_cancel_of_an_order_whose_payment_does_not_match_cancels_and_says_to_ref
     response = post(staff_client, order, "cancel", reason="Price changed; refunded.")
     assert texts(response) == [
         "The order was canceled and its stock released. Stripe received 40.00 USD for it: "
-        "refund that in Stripe."
+        "refund it with the Refund button."
     ]
     order.refresh_from_db()
     assert (order.status, order.amount_paid, stock()) == ("canceled", 4000, (500, 0))

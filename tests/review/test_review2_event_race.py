@@ -17,6 +17,7 @@ from djangomart.payments.inbox import stripe_event_process
 from djangomart.payments.models import Dispute, StripeEvent
 from tests.payments.builders import dispute_object, new_dispute_id, new_intent_id, order_build
 from tests.payments.conftest import event_json, post_event, session_object
+from tests.payments.race_helpers import lock_waiters_wait
 from tests.payments.refund_helpers import work
 
 pytestmark = [
@@ -60,9 +61,23 @@ def test_a_dispute_processed_while_the_session_event_commits_is_not_lost(client:
     thread = threading.Thread(target=session_worker)
     thread.start()
     assert applied.wait(20)
-    stripe_event_process(event_id=dispute_event)  # another worker, meanwhile
+
+    def dispute_worker() -> None:  # another worker, meanwhile
+        try:
+            stripe_event_process(event_id=dispute_event)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=dispute_worker)
+    other.start()
+    # It finds no order yet and waits for the PaymentIntent being recorded
+    # (orders.locks.payment_intent_lock) instead of deciding "unmatched" now.
+    lock_waiters_wait(1)
     commit.set()
     thread.join(20)
+    other.join(20)
     assert not errors
 
     work()  # whatever was queued again, until nothing is left

@@ -19,7 +19,10 @@ def since_parse(value: str, now: datetime) -> datetime:
     90m, 6h, 2d; within Stripe's 30 days of events and not in the future."""
     ago = _AGO.match(value.strip())
     if ago:
-        since = now - timedelta(**{_UNITS[ago.group(2)]: int(ago.group(1))})
+        try:
+            since = now - timedelta(**{_UNITS[ago.group(2)]: int(ago.group(1))})
+        except OverflowError:
+            raise CommandError(f"--since {value!r} is further back than 30 days.") from None
     else:
         try:
             parsed = parse_datetime(value.strip())
