@@ -298,10 +298,10 @@ def deliveries(flow: Flow) -> st.SearchStrategy[list[Delivery]]:
 
 @pytest.mark.parametrize("flow", FLOWS, ids=FLOW_IDS)
 # Each example runs a whole flow through the inbox: capped so that the suite stays
-# inside CI's 10 minutes (the profile's count, at most 40; the orderings above are
+# inside CI's 10 minutes (the profile's count, at most 15; the orderings above are
 # exhaustive anyway).
 @settings(
-    max_examples=min(settings().max_examples, 40),
+    max_examples=min(settings().max_examples, 15),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )

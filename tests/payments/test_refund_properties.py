@@ -191,9 +191,9 @@ def deliveries(count: int) -> st.SearchStrategy[list[Delivery]]:
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
 # Each example pays an order over HTTP: capped so that the suite stays inside CI's
-# 10 minutes (the profile's count, at most 25).
+# 10 minutes (the profile's count, at most 12).
 @settings(
-    max_examples=min(settings().max_examples, 25),
+    max_examples=min(settings().max_examples, 12),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
@@ -228,7 +228,10 @@ def test_refund_events_in_any_order_and_number_end_in_the_sandboxs_refunds(
     assert order.payment_status == (
         "refunded" if refunded == TOTAL else "partially_refunded" if refunded else "paid"
     )
-    assert not order.needs_attention
+    # A refund that failed at Stripe flags the order (the customer's money is not
+    # coming back); nothing else does.
+    any_failed = any(status in ("failed", "canceled") for _, _, status, _ in expected)
+    assert order.attention_reasons == (["refund_failed"] if any_failed else [])
     stored = StripeEvent.objects.filter(payment_intent_id=intent_id) | StripeEvent.objects.filter(
         order=order
     )
