@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import transaction
 
 from djangomart.catalog.models import Category, Product, StockMovement, Variant
-from djangomart.catalog.services import variant_stock_change
+from djangomart.catalog.services import stock_changes
 
 logger = logging.getLogger(__name__)
 
@@ -75,43 +75,51 @@ def demo_image_url(slug: str) -> str:
 def demo_catalog_seed() -> int:
     """Creates whatever part of the demo catalog is missing and returns how many rows
     it created. Existing rows are left exactly as they are (stock that was sold
-    stays sold), so running it again changes nothing."""
-    created = 0
-    categories: dict[str, Category] = {}
-    for slug, name in DEMO_CATEGORIES:
-        categories[slug], was_created = Category.objects.get_or_create(
-            slug=slug, defaults={"name": name}
-        )
-        created += was_created
-    for demo in DEMO_PRODUCTS:
-        product, was_created = Product.objects.get_or_create(
+    stays sold), so running it again changes nothing. A handful of statements, not a few
+    per row: every test that needs a catalog seeds one."""
+    categories = {c.slug: c for c in Category.objects.filter(slug__in=dict(DEMO_CATEGORIES))}
+    new_categories = Category.objects.bulk_create(
+        Category(slug=slug, name=name) for slug, name in DEMO_CATEGORIES if slug not in categories
+    )
+    categories.update((c.slug, c) for c in new_categories)
+
+    slugs = [demo.slug for demo in DEMO_PRODUCTS]
+    products = {p.slug: p for p in Product.objects.filter(slug__in=slugs)}
+    new_products = Product.objects.bulk_create(
+        Product(
             slug=demo.slug,
-            defaults={
-                "name": demo.name,
-                "description": demo.description,
-                "category": categories[demo.category],
-                "image_urls": [demo_image_url(demo.slug)],
-            },
+            name=demo.name,
+            description=demo.description,
+            category=categories[demo.category],
+            image_urls=[demo_image_url(demo.slug)],
         )
-        created += was_created
-        for position, (suffix, label, price) in enumerate(demo.variants):
-            variant, was_created = Variant.objects.get_or_create(
-                sku=f"{demo.slug.upper()}-{suffix}",
-                defaults={
-                    "product": product,
-                    "label": label,
-                    "position": position,
-                    "price": price,
-                    "currency": DEMO_CURRENCY,
-                },
-            )
-            if was_created:
-                variant_stock_change(
-                    variant_id=variant.pk,
-                    delta=DEMO_STOCK,
-                    reason=StockMovement.Reason.RESTOCK,
-                    note="Demo catalog seed.",
-                )
-            created += was_created
+        for demo in DEMO_PRODUCTS
+        if demo.slug not in products
+    )
+    products.update((p.slug, p) for p in new_products)
+
+    wanted = {
+        f"{demo.slug.upper()}-{suffix}": Variant(
+            product=products[demo.slug],
+            sku=f"{demo.slug.upper()}-{suffix}",
+            label=label,
+            position=position,
+            price=price,
+            currency=DEMO_CURRENCY,
+        )
+        for demo in DEMO_PRODUCTS
+        for position, (suffix, label, price) in enumerate(demo.variants)
+    }
+    existing = set(Variant.objects.filter(sku__in=wanted).values_list("sku", flat=True))
+    new_variants = Variant.objects.bulk_create(
+        v for sku, v in wanted.items() if sku not in existing
+    )
+    if new_variants:
+        stock_changes(
+            {variant.pk: DEMO_STOCK for variant in new_variants},
+            reason=StockMovement.Reason.RESTOCK,
+            note="Demo catalog seed.",
+        )
+    created = len(new_categories) + len(new_products) + len(new_variants)
     logger.info("demo catalog seeded", extra={"rows_created": created})
     return created

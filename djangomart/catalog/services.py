@@ -12,7 +12,7 @@ from uuid import UUID
 
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Case, F, IntegerField, Value, When
 
 from djangomart.catalog.models import StockMovement, Variant
 from djangomart.core.errors import DomainError
@@ -153,3 +153,34 @@ def variant_stock_change(
     """`stock_change` in its own transaction, locking the variant first."""
     variant = variants_lock([variant_id])[variant_id]
     return stock_change(variant, delta=delta, reason=reason, staff_user=staff_user, note=note)
+
+
+def stock_changes(
+    deltas: Mapping[int, int], *, reason: str, staff_user: User | None = None, note: str = ""
+) -> list[StockMovement]:
+    """`stock_change` for many variants at once (variant id -> delta), as the demo seed
+    restocks a whole catalog: one lock statement, one update and one insert instead of
+    several round trips per variant. Every change is checked first; one refusal changes
+    nothing. Inside atomic()."""
+    variants = variants_lock(deltas)
+    for variant_id, delta in deltas.items():
+        stock_change_check(variants[variant_id], delta, reason)
+    Variant.objects.filter(pk__in=deltas).update(
+        on_hand=F("on_hand")
+        + Case(
+            *(When(pk=pk, then=Value(delta)) for pk, delta in deltas.items()),
+            output_field=IntegerField(),
+        )
+    )
+    return StockMovement.objects.bulk_create(
+        StockMovement(
+            variant_id=variant_id,
+            delta=delta,
+            # Read under the lock: nothing else changed on_hand in between.
+            on_hand_after=variants[variant_id].on_hand + delta,
+            reason=reason,
+            staff_user=staff_user,
+            note=note,
+        )
+        for variant_id, delta in sorted(deltas.items())
+    )
