@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
+# pytest-xdist workers for `make test`: one per core ("auto"); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= auto
 
 .PHONY: run test lint format superuser manage install lock clean bench
 
@@ -24,7 +26,7 @@ run: $(STAMP)
 
 ## make test: lint, then the whole suite on real PostgreSQL. ARGS="tests/x.py -k y" narrows it.
 test: lint
-	$(PY) -m devtools.withdb -- $(PY) -m pytest $(ARGS)
+	$(PY) -m devtools.withdb -- $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

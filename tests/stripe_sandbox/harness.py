@@ -31,7 +31,9 @@ class SandboxServer:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.app = create_app(config or Config(retry_base=0.05, seed=1))
-        self.runner = web.AppRunner(self.app, access_log=None)
+        # A test that ends while a request sleeps in its scripted latency (a hung Stripe)
+        # need not wait for that request: the test is over, its answer unwanted.
+        self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.5)
         self.port = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
         self.url = f"http://127.0.0.1:{self.port}"
 
