@@ -90,12 +90,15 @@ class SandboxServer:
 
     def wait_executing(self, timeout: float = 10, **filters: str) -> dict[str, Any]:
         """Waits until a request matching `filters` has reached the sandbox and is still
-        executing (no status yet), and returns it: "the first request is at Stripe" as a
-        fact instead of a sleep. Use with a latency well above the 10 ms poll."""
+        executing (its parameters read, no status yet), and returns it: "the first
+        request is at Stripe" as a fact instead of a sleep. Use with a latency well above
+        the 10 ms poll."""
         deadline = time.monotonic() + timeout
         while True:
             for request in self.requests(**filters):
-                if request["status"] is None:
+                # Params null: logged on arrival, its body still being read (not yet at
+                # Stripe's work, and not yet holding its idempotency key).
+                if request["status"] is None and request["params"] is not None:
                     return request
             assert time.monotonic() < deadline, f"no request {filters} reached the sandbox"
             time.sleep(0.01)
