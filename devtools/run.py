@@ -1,8 +1,9 @@
 """`make run`: the whole shop in the foreground.
 
 Starts the embedded PostgreSQL (unless DATABASE_URL is set), migrates, loads the
-demo catalog, then runs the web server (gunicorn), a job worker (procrastinate) and,
-unless STRIPE_SECRET_KEY is set, the offline Stripe sandbox, until Ctrl-C or SIGTERM,
+demo catalog, then runs the web server (gunicorn), the Stripe event workers
+(STRIPE_EVENT_WORKERS of them, default 2), a job worker (procrastinate) and, unless
+STRIPE_SECRET_KEY is set, the offline Stripe sandbox, until Ctrl-C or SIGTERM,
 when it stops every process it started, the database last.
 
 As in production, stdout carries only JSON log lines (the web server's and the job
@@ -139,6 +140,14 @@ def use_sandbox(env: dict[str, str], web_port: str) -> list[str]:
     ]  # fmt: skip
 
 
+def event_workers(env: dict[str, str]) -> int:
+    """How many `stripe_events_worker` processes to start (docs/deployment.md)."""
+    value = env.get("STRIPE_EVENT_WORKERS", "2")
+    if not value.isdigit() or not 1 <= int(value) <= 64:
+        raise RuntimeError(f"STRIPE_EVENT_WORKERS={value!r}: give a number from 1 to 64.")
+    return int(value)
+
+
 def main() -> int:
     original_ppid = os.getppid()
     install_shutdown_handlers()
@@ -160,6 +169,10 @@ def main() -> int:
             processes["worker"] = start(
                 "worker", [PYTHON, "manage.py", "procrastinate", "worker"], env
             )
+            for n in range(event_workers(env)):
+                processes[f"events-{n + 1}"] = start(
+                    f"events-{n + 1}", [PYTHON, "manage.py", "stripe_events_worker"], env
+                )
             processes["web"] = start(
                 "web",
                 [PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py", *loopback_binds(port)],

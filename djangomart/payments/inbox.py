@@ -1,24 +1,31 @@
 """The webhook inbox: store every signed event once (counting repeat deliveries), then
-process each in its own transaction in a worker.
+process each in its own transaction in a worker. The inbox is the queue: a stored
+`received` event is the unit of work, so the webhook's acknowledgement is one INSERT in
+autocommit, durable together with what makes a worker process it (the row itself, and
+a NOTIFY its trigger sends on commit; migration payments/0004).
 
-Processing claims the event (an advisory lock on its id), locks its order (event claim,
-then orders, then variants: the global lock order), runs the handler for its type and
-marks the event, all in one transaction. An exception rolls all of it back; the failure is then
-recorded in a transaction of its own and the job is retried with backoff until the
+Workers (payments.inbox_worker, `manage.py stripe_events_worker`) claim the next due
+event with a transaction-scoped advisory lock on its id, skipping those another worker
+holds, then lock its order (event claim, then orders, then variants: the global lock
+order), run the handler for its type and mark the event, all in one transaction. An
+exception rolls all of it back; the failure is then recorded in a transaction of its
+own, with the attempt count and the time of the next attempt on the row, until the
 event is `dead`. A crash at any point leaves either the old state with the event
-unprocessed, or the new state with the event processed.
+unprocessed (and due), or the new state with the event processed.
 """
 
 import json
 import logging
 import traceback
 import uuid
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from djangomart.orders.locks import orders_lock, payment_intent_lock
@@ -76,9 +83,9 @@ _INSERT = """
 INSERT INTO payments_stripeevent (
     id, type, api_version, livemode, stripe_created, payload, received_at, delivery_count,
     object_id, checkout_session_id, payment_intent_id, status, attempts, last_error,
-    last_traceback, updated_at, source
+    last_traceback, updated_at, source, next_attempt_at
 ) VALUES (%s, %s, %s, %s, %s, %s::jsonb, now(), 1, %s, %s, %s, 'received', 0, '', '', now(),
-          'webhook')
+          'webhook', clock_timestamp())
 ON CONFLICT (id) DO UPDATE SET delivery_count = payments_stripeevent.delivery_count + 1
 RETURNING (xmax = 0)
 """
@@ -86,14 +93,14 @@ RETURNING (xmax = 0)
 
 # An event read from GET /v1/events by the backfill (payments.backfill): never
 # delivered, so delivery_count 0. DO NOTHING on conflict: a webhook delivery that stored
-# it first (even one racing this insert) keeps its row, its count and its job.
+# it first (even one racing this insert) keeps its row and its count.
 _INSERT_LISTED = """
 INSERT INTO payments_stripeevent (
     id, type, api_version, livemode, stripe_created, payload, received_at, delivery_count,
     object_id, checkout_session_id, payment_intent_id, status, attempts, last_error,
-    last_traceback, updated_at, source
+    last_traceback, updated_at, source, next_attempt_at
 ) VALUES (%s, %s, %s, %s, %s, %s::jsonb, now(), 0, %s, %s, %s, 'received', 0, '', '', now(),
-          'backfill')
+          'backfill', clock_timestamp())
 ON CONFLICT (id) DO NOTHING
 RETURNING id
 """
@@ -120,43 +127,36 @@ def _row_values(event: dict[str, Any], payload: str) -> list[Any]:
     ]
 
 
-def _process_job_defer(event_id: str) -> None:
-    from djangomart.payments.tasks import stripe_event_process_task
-
-    stripe_event_process_task.configure(queueing_lock=f"stripe_event:{event_id}").defer(
-        event_id=event_id
-    )
-
-
 def event_store(event: dict[str, Any], payload: bytes) -> bool:
-    """Inserts the event, or counts one more delivery of it, and queues its processing
-    job in the same transaction. Returns whether it was new. One statement plus the
-    job: this runs in the webhook request, which Stripe retries for days."""
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(_INSERT, _row_values(event, payload.decode()))
-            inserted = bool(cursor.fetchone()[0])
-        if inserted:
-            _process_job_defer(event["id"])
-    return inserted
+    """Inserts the event, or counts one more delivery of it; returns whether it was new.
+    One statement (the row is the work: committed, it is due for a worker, and its
+    trigger's NOTIFY wakes one): this runs in the webhook request, which Stripe retries
+    for days."""
+    return _insert(_INSERT, _row_values(event, payload.decode())) is True
 
 
 def event_store_listed(event: dict[str, Any]) -> bool:
     """Stores an event the backfill read from GET /v1/events (source `backfill`, no
-    delivery counted) and queues its processing job in the same transaction, exactly as
-    a delivered one; returns whether it was new. An event the inbox already has, from a
-    webhook delivery that may have landed a moment ago, is left as it is. InvalidEvent
-    if it is not an event we can store."""
+    delivery counted), due for a worker exactly as a delivered one; returns whether it
+    was new. An event the inbox already has, from a webhook delivery that may have
+    landed a moment ago, is left as it is. InvalidEvent if it is not an event we can
+    store."""
     event_check(event)
     # Stored as the webhook would carry it: Stripe's JSON (Decimal fields as strings).
     payload = json.dumps(event, separators=(",", ":"), default=str)
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(_INSERT_LISTED, _row_values(event, payload))
-            inserted = cursor.fetchone() is not None
-        if inserted:
-            _process_job_defer(event["id"])
-    return inserted
+    return _insert(_INSERT_LISTED, _row_values(event, payload)) is not None
+
+
+def _insert(sql: str, params: list[Any]) -> Any:
+    """Runs one INSERT ... RETURNING and returns its one value (None for no row). In
+    autocommit (the webhook request) the statement is its own transaction: no BEGIN or
+    COMMIT round trip. Inside a caller's transaction it runs in a savepoint, so that a
+    refused insert leaves that transaction usable."""
+    savepoint = transaction.atomic() if connection.in_atomic_block else nullcontext()
+    with savepoint, connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return None if row is None else row[0]
 
 
 def order_match(event: StripeEvent) -> uuid.UUID | None:
@@ -187,26 +187,83 @@ def order_match(event: StripeEvent) -> uuid.UUID | None:
 
 
 def stripe_event_process(*, event_id: str) -> str:
-    """Processes one stored event exactly once; returns its final status. Raises the
-    handler's exception (after recording it) while attempts remain, so the job retries."""
+    """Processes one stored event now, exactly once; returns its final status. Raises the
+    handler's exception (after recording it) while attempts remain. Waits for a worker
+    that holds the event. Staff tools and tests call it; workers call
+    stripe_event_process_next."""
     try:
         with transaction.atomic():
+            _claim(event_id)
             return _process(event_id)
     except Exception as exc:
         status = _failure_record(event_id, exc)
         if status == Status.DEAD:
-            logger.error("stripe event is dead", extra={"event_id": event_id, "error": str(exc)})
             return status
         raise
 
 
-def _claim(event_id: str) -> None:
-    """Serializes processing of one event across workers until the transaction ends.
+# The next due event that no other worker holds, due by the database's clock (as the
+# INSERTs and updates set it) at this statement, not at the start of a transaction. The
+# candidates are read first, without any lock, in the order of the partial index
+# stripeevent_due; only then is the claim tried on each in turn until one is won, so
+# that a worker holds exactly one event and never blocks on one another worker holds.
+# An advisory lock rather than a row lock: the ingest's ON CONFLICT DO UPDATE of a
+# repeated delivery must not wait behind a worker that is itself waiting for an order
+# lock.
+_CLAIM_NEXT = """
+SELECT id FROM (
+    SELECT id FROM payments_stripeevent
+    WHERE status IN ('received', 'failed') AND next_attempt_at <= statement_timestamp()
+    ORDER BY next_attempt_at, stripe_created
+    LIMIT %s
+) AS due
+WHERE pg_try_advisory_xact_lock(hashtextextended('stripe_event:' || id, 0))
+LIMIT 1
+"""
 
-    An advisory lock rather than a row lock: the ingest's `ON CONFLICT DO UPDATE` of a
-    repeated delivery must not wait behind a worker that is itself waiting for an order
-    lock. It is the first lock of the global order (event, orders, variants).
-    """
+# More candidates than workers, so that the events other workers hold are skipped.
+_CLAIM_CANDIDATES = 32
+
+
+def stripe_event_process_next() -> tuple[str, str] | None:
+    """Claims the next due event and processes it (or records its failure); returns the
+    event id and its status, or None when no event is due. Never raises for a failing
+    handler: the event's row says when it is due again."""
+    event_id: str | None = None
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(_CLAIM_NEXT, [_CLAIM_CANDIDATES])
+                row = cursor.fetchone()
+            if row is None:
+                return None
+            event_id = str(row[0])
+            return event_id, _process(event_id)
+    except Exception as exc:
+        if event_id is None:
+            raise  # the claim itself failed: the database, for the worker to handle
+        logger.warning(
+            "stripe event failed", extra={"event_id": event_id, "error": f"{exc!r}"[:500]}
+        )
+        return event_id, _failure_record(event_id, exc)
+
+
+def events_due() -> QuerySet[StripeEvent]:
+    """The events due for a worker now, in the order workers take them (_CLAIM_NEXT)."""
+    return StripeEvent.objects.filter(
+        status__in=[Status.RECEIVED, Status.FAILED], next_attempt_at__lte=Now()
+    ).order_by("next_attempt_at", "stripe_created")
+
+
+def stripe_events_due() -> int:
+    """How many events are due for a worker now (the backlog)."""
+    return events_due().count()
+
+
+def _claim(event_id: str) -> None:
+    """Serializes processing of one event across workers until the transaction ends:
+    the lock _CLAIM_NEXT tries (taking it again in the same transaction is a no-op). It
+    is the first lock of the global order (event, orders, variants)."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                        [f"stripe_event:{event_id}"])  # fmt: skip
@@ -221,11 +278,11 @@ ATTEMPT_TYPES = frozenset({"payment_intent.payment_failed"})
 # The worker owns these columns; delivery_count belongs to the ingest, which may count
 # a repeated delivery while the worker runs.
 _WORKER_FIELDS = ["status", "attempts", "order", "processed_at", "last_error", "last_traceback",
-                  "updated_at"]  # fmt: skip
+                  "next_attempt_at", "updated_at"]  # fmt: skip
 
 
 def _process(event_id: str) -> str:
-    _claim(event_id)
+    """Inside the transaction that holds the event's claim."""
     event = StripeEvent.objects.filter(pk=event_id).first()
     if event is None:
         logger.warning("stripe event to process does not exist", extra={"event_id": event_id})
@@ -249,8 +306,8 @@ def _process(event_id: str) -> str:
             # It just did: process again from the start, taking the order's lock then,
             # never while holding this one.
             event.status = Status.RECEIVED
+            event.next_attempt_at = Now()
             event.save(update_fields=_WORKER_FIELDS)
-            _defer_unless_queued(event.id)
             return Status.RECEIVED
     if order_id is None:
         logger.warning("stripe event matches no order", extra={"event_id": event.id})
@@ -307,15 +364,25 @@ def _failure_record(event_id: str, exc: Exception) -> str:
         event.attempts += 1
         event.last_error = f"{type(exc).__name__}: {exc}"
         event.last_traceback = "".join(traceback.format_exception(exc))
-        event.status = (
-            Status.DEAD if event.attempts >= settings.STRIPE_EVENT_MAX_ATTEMPTS else Status.FAILED
-        )
+        if event.attempts >= settings.STRIPE_EVENT_MAX_ATTEMPTS:
+            event.status = Status.DEAD
+            logger.error("stripe event is dead", extra={"event_id": event_id, "error": str(exc)})
+        else:
+            event.status = Status.FAILED
+            event.next_attempt_at = Now() + retry_delay(event.attempts)
         event.save(update_fields=_WORKER_FIELDS)
         return event.status
 
 
-def stripe_event_replay(*, event_id: str) -> None:
-    """Staff's Replay: processes a dead, failed or unmatched event again from scratch."""
+def retry_delay(attempts: int) -> timedelta:
+    """How long a failed event waits after its `attempts`-th attempt: 2, 4, 8 ... seconds,
+    at most an hour."""
+    return timedelta(seconds=min(2**attempts, 3600))
+
+
+def stripe_event_replay(*, event_id: str) -> bool:
+    """Staff's Replay: makes a dead, failed or unmatched event due again from scratch;
+    returns whether it did (a processed event is never replayed)."""
     with transaction.atomic():
         updated = (
             StripeEvent.objects.filter(pk=event_id)
@@ -326,10 +393,11 @@ def stripe_event_replay(*, event_id: str) -> None:
                 last_error="",
                 last_traceback="",
                 processed_at=None,
+                next_attempt_at=Now(),
+                updated_at=timezone.now(),
             )
         )
-        if updated:
-            _defer_unless_queued(event_id)
+    return bool(updated)
 
 
 def stripe_events_waiting_requeue(*, order_id: uuid.UUID, intent_id: str) -> int:
@@ -346,47 +414,9 @@ def stripe_events_waiting_requeue(*, order_id: uuid.UUID, intent_id: str) -> int
     )
     if not ids:
         return 0
+    now = timezone.now()
     StripeEvent.objects.filter(pk__in=ids).update(
         status=Status.RECEIVED, attempts=0, last_error="", processed_at=None,
-        updated_at=timezone.now(),
+        next_attempt_at=Now(), updated_at=now,
     )  # fmt: skip
-    for event_id in ids:
-        _defer_unless_queued(event_id)
     return len(ids)
-
-
-# A failed event's retry job waits at most 2**attempts seconds; one untouched for much
-# longer than that lost its job (a worker killed mid-retry).
-STALE_FAILED = timedelta(minutes=15)
-
-
-def stripe_events_sweep(*, older_than_seconds: int = 120) -> int:
-    """Re-queues events whose job was lost: still `received` well after arrival, or
-    `failed` and untouched for a long time. An event whose job is still waiting in the
-    queue is skipped (one queueing lock per event)."""
-    now = timezone.now()
-    ids = list(
-        StripeEvent.objects.filter(
-            Q(status=Status.RECEIVED, received_at__lt=now - timedelta(seconds=older_than_seconds))
-            | Q(status=Status.FAILED, updated_at__lt=now - STALE_FAILED)
-        )
-        .order_by("received_at")
-        .values_list("pk", flat=True)[:1000]
-    )
-    return sum(_defer_unless_queued(event_id) for event_id in ids)
-
-
-def _defer_unless_queued(event_id: str) -> bool:
-    """Queues the event's processing job unless one is already waiting in the queue."""
-    from procrastinate.exceptions import AlreadyEnqueued
-
-    from djangomart.payments.tasks import stripe_event_process_task
-
-    try:
-        with transaction.atomic():  # savepoint: a refused defer must not abort the caller
-            stripe_event_process_task.configure(queueing_lock=f"stripe_event:{event_id}").defer(
-                event_id=event_id
-            )
-    except AlreadyEnqueued:
-        return False
-    return True

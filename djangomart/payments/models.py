@@ -8,16 +8,17 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from djangomart.orders.models import Order
 
 
 class StripeEventStatus(models.TextChoices):
-    RECEIVED = "received"  # stored, processing job queued
+    RECEIVED = "received"  # stored, due for a worker (the inbox is the queue)
     PROCESSED = "processed"
     IGNORED = "ignored"  # a type the engine does not act on
     UNMATCHED = "unmatched"  # no order found for it: needs a human
-    FAILED = "failed"  # the last attempt raised; it will be retried
+    FAILED = "failed"  # the last attempt raised; due again at next_attempt_at
     DEAD = "dead"  # out of attempts: needs a human (replay from the admin)
 
 
@@ -54,6 +55,9 @@ class StripeEvent(models.Model):
     last_error = models.TextField(blank=True)
     last_traceback = models.TextField(blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # When a `received` or `failed` event is due for a worker: at once for a new one,
+    # after a backoff for a failed one (payments.inbox.retry_delay).
+    next_attempt_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -62,6 +66,12 @@ class StripeEvent(models.Model):
         indexes = [
             models.Index(fields=["status", "received_at"], name="stripeevent_status_received"),
             models.Index(fields=["type", "received_at"], name="stripeevent_type_received"),
+            # The workers' queue: only the events still to be worked on, oldest due first.
+            models.Index(
+                fields=["next_attempt_at", "stripe_created"],
+                name="stripeevent_due",
+                condition=Q(status__in=["received", "failed"]),
+            ),
         ]
         constraints = [
             models.CheckConstraint(

@@ -11,22 +11,17 @@ from djangomart.payments import backfill, inbox, reconcile, refund_requests, ref
 logger = logging.getLogger(__name__)
 
 
+# Stripe events are not jobs: the inbox is their queue (payments.inbox_worker). This task
+# stays so that a job an older version queued for an event still runs; it finds the
+# event processed, or processes it once under the event's claim.
 @app.task(
     name="stripe_event_process",
     queue="stripe_events",
-    # Our own attempt counter decides when an event is dead; the job retries a bit
-    # longer than that so that the last failure is always recorded by us.
     retry=RetryStrategy(max_attempts=20, exponential_wait=2),
     pass_context=False,
 )
 def stripe_event_process_task(event_id: str) -> str:
     return inbox.stripe_event_process(event_id=event_id)
-
-
-@app.periodic(cron="* * * * *")
-@app.task(name="stripe_events_sweep", queue="stripe_events", queueing_lock="stripe_events_sweep")
-def stripe_events_sweep_task(timestamp: int) -> int:
-    return inbox.stripe_events_sweep()
 
 
 # The event backfill and the pending-order checks, as `manage.py reconcile` runs them,

@@ -19,6 +19,8 @@ from procrastinate.periodic import PeriodicRegistry
 from djangomart.catalog.demo import demo_catalog_seed
 from djangomart.orders.models import Order
 from djangomart.payments import gateway
+from djangomart.payments.inbox import stripe_events_due
+from djangomart.payments.inbox_worker import stripe_events_work
 from tests.payments.stripe_proxy import Rule, StripeProxy
 from tests.stripe_sandbox.harness import API_KEY, SandboxServer
 
@@ -66,8 +68,21 @@ def stripe_proxy(
 
 
 def run_jobs() -> None:
-    """Runs a real procrastinate worker, as `manage.py procrastinate worker` does, until no
-    job is left. Jobs must be committed (transactional tests).
+    """Works off everything queued, as the workers of `make run` do: the Stripe events due
+    in the inbox (payments.inbox_worker, as `manage.py stripe_events_worker`) and a real
+    procrastinate worker's jobs, as `manage.py procrastinate worker` runs them, until
+    neither has anything left (a failed event waits for its retry time). Work must be
+    committed (transactional tests)."""
+    for _ in range(10):
+        stripe_events_work()
+        jobs_run()
+        if not stripe_events_due():
+            return
+    raise AssertionError("events and jobs kept queueing each other")
+
+
+def jobs_run() -> None:
+    """A real procrastinate worker, until no job is left.
 
     Without its periodic deferrer: a cron tick would otherwise be deferred (once per test
     session, procrastinate's tables outlive each test) in whichever test's worker starts

@@ -11,11 +11,13 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.forms.models import model_to_dict
+from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateJob
 
 from djangomart.catalog.demo import demo_catalog_seed
 from djangomart.orders.locks import orders_lock
 from djangomart.orders.models import Order
+from djangomart.payments.models import StripeEvent
 from tests.payments.builders import order_build
 
 
@@ -40,13 +42,17 @@ def order_state(order_id: uuid.UUID) -> dict[str, Any]:
     return {"order": row, "timeline": timeline, "payments": payments}
 
 
-def jobs_for(event_id: str) -> list[ProcrastinateJob]:
-    """The procrastinate jobs that process `event_id`."""
-    return list(
-        ProcrastinateJob.objects.filter(
-            task_name="stripe_event_process", args={"event_id": event_id}
-        )
-    )
+def is_due(event_id: str) -> bool:
+    """Whether `event_id` is work a worker would take now (the inbox is the queue: a row
+    is queued once by construction)."""
+    event = StripeEvent.objects.get(pk=event_id)
+    return event.status in ("received", "failed") and event.next_attempt_at <= timezone.now()
+
+
+def event_jobs() -> list[ProcrastinateJob]:
+    """procrastinate jobs for Stripe events: none is ever queued since the inbox is the
+    queue (the task stays for jobs an older version queued)."""
+    return list(ProcrastinateJob.objects.filter(task_name="stripe_event_process"))
 
 
 @contextmanager

@@ -25,8 +25,9 @@ from djangomart.payments.inbox import stripe_event_process
 from djangomart.payments.models import Payment, StripeEvent
 from tests.payments.conftest import event_json, intent_object, post_event, run_jobs, session_object
 from tests.payments.race_helpers import (
+    event_jobs,
     held_transaction,
-    jobs_for,
+    is_due,
     lock_waiters_wait,
     order_pending,
     order_row_locked,
@@ -195,12 +196,12 @@ def test_each_event_is_stored_once_with_its_delivery_count(paid_flow: PaidFlow) 
     assert stored == {paid_flow.ids[step]: n for step, n in paid_flow.deliveries.items()}
 
 
-def test_each_event_has_exactly_one_processing_job(paid_flow: PaidFlow) -> None:
-    # A waiting PaymentIntent event queued again reuses its still-waiting job (one
-    # queueing lock per event).
-    assert {event_id: len(jobs_for(event_id)) for event_id in paid_flow.ids.values()} == {
-        event_id: 1 for event_id in paid_flow.ids.values()
+def test_no_event_is_left_due_and_none_queued_a_job(paid_flow: PaidFlow) -> None:
+    # A waiting PaymentIntent event made due again was worked off with the rest.
+    assert {event_id: is_due(event_id) for event_id in paid_flow.ids.values()} == {
+        event_id: False for event_id in paid_flow.ids.values()
     }
+    assert event_jobs() == []
 
 
 def test_each_event_ends_processed_on_its_first_attempt(paid_flow: PaidFlow) -> None:

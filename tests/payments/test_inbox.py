@@ -1,6 +1,6 @@
 """The inbox's processing: one transaction per event, a failure rolled back and recorded,
 `dead` after the configured attempts, staff replay, exactly-once on re-processing, and
-the sweep that re-queues events whose job was lost."""
+the inbox as the workers' queue: what is due, when a failed event is due again."""
 
 import json
 from datetime import timedelta
@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from django.test import Client
 from django.utils import timezone
-from procrastinate.contrib.django.models import ProcrastinateJob
 
 from djangomart.orders.models import Order, OrderEvent
 from djangomart.payments.inbox import (
     stripe_event_process,
+    stripe_event_process_next,
     stripe_event_replay,
-    stripe_events_sweep,
+    stripe_events_due,
 )
 from djangomart.payments.models import Payment, StripeEvent
 from tests.payments.builders import new_intent_id, new_session_id, order_build
@@ -30,15 +30,14 @@ from tests.payments.conftest import (
 pytestmark = pytest.mark.usefixtures("stripe_settings", "demo_catalog")
 
 
-def queued_jobs(event_id: str) -> int:
-    """Processing jobs waiting for `event_id`."""
-    return ProcrastinateJob.objects.filter(
-        task_name="stripe_event_process", args={"event_id": event_id}, status="todo"
-    ).count()
+def is_due(event_id: str) -> bool:
+    """Whether a worker would take `event_id` now."""
+    event = StripeEvent.objects.get(pk=event_id)
+    return event.status in ("received", "failed") and event.next_attempt_at <= timezone.now()
 
 
 def store(client: Client, event_type: str, obj: dict[str, Any]) -> str:
-    """Posts one signed event to the webhook (which stores it and queues its job)."""
+    """Posts one signed event to the webhook (which stores it, due for a worker)."""
     payload = event_json(event_type, obj)
     response = post_event(client, payload)
     assert response.status_code == 200, response.content
@@ -156,25 +155,25 @@ def test_replay_puts_a_dead_event_back_to_received_with_no_attempts_and_no_error
 
 
 @pytest.mark.django_db
-def test_replay_queues_a_processing_job_for_the_event(client: Client, settings: Any) -> None:
+def test_replay_makes_a_dead_event_due_at_once(client: Client, settings: Any) -> None:
     settings.STRIPE_EVENT_MAX_ATTEMPTS = 1
     _, event_id = failing_event(client)
-    stripe_event_process(event_id=event_id)
-    # The job that ran is gone (as the worker leaves it: no longer waiting).
-    ProcrastinateJob.objects.filter(args={"event_id": event_id}).update(status="failed")
-    stripe_event_replay(event_id=event_id)
-    assert queued_jobs(event_id) == 1
+    assert stripe_event_process(event_id=event_id) == "dead"
+    assert not is_due(event_id)
+    assert stripe_event_replay(event_id=event_id) is True
+    assert is_due(event_id)
+    assert stripe_event_process_next() == (event_id, "dead")  # what the worker takes next
 
 
 @pytest.mark.django_db
-def test_replay_adds_no_job_while_one_is_still_waiting(client: Client, settings: Any) -> None:
-    settings.STRIPE_EVENT_MAX_ATTEMPTS = 1
+def test_replay_makes_a_failed_event_due_before_its_retry_time(client: Client) -> None:
     _, event_id = failing_event(client)
-    stripe_event_process(event_id=event_id)
-    assert queued_jobs(event_id) == 1  # the webhook's own job, never run here
+    fail(event_id, times=1)
+    assert not is_due(event_id)  # waiting for its retry time
     stripe_event_replay(event_id=event_id)
-    assert queued_jobs(event_id) == 1
-    assert StripeEvent.objects.get(pk=event_id).status == "received"
+    event = StripeEvent.objects.get(pk=event_id)
+    assert (event.status, event.attempts, event.last_error) == ("received", 0, "")
+    assert is_due(event_id)
 
 
 @pytest.mark.django_db
@@ -193,11 +192,10 @@ def test_replay_leaves_a_processed_event_alone(client: Client) -> None:
     order = order_build()
     event_id = store(client, "checkout.session.completed", session_object(order))
     stripe_event_process(event_id=event_id)
-    jobs_before = queued_jobs(event_id)
-    stripe_event_replay(event_id=event_id)
+    assert stripe_event_replay(event_id=event_id) is False
     event = StripeEvent.objects.get(pk=event_id)
     assert (event.status, event.attempts) == ("processed", 1)
-    assert queued_jobs(event_id) == jobs_before
+    assert not is_due(event_id)
 
 
 @pytest.mark.django_db
@@ -246,20 +244,21 @@ def test_the_worker_retries_a_failed_event_later_with_backoff(client: Client) ->
     run_jobs()
     event = StripeEvent.objects.get(pk=event_id)
     assert (event.status, event.attempts) == ("failed", 1)
-    job = ProcrastinateJob.objects.get(
-        task_name="stripe_event_process", args={"event_id": event_id}
-    )
-    assert (job.status, job.attempts) == ("todo", 1)  # back in the queue, not given up
-    assert job.scheduled_at is not None
-    # procrastinate's first backoff is exponential_wait ** 1 = 2 s, counted from after the
-    # failure was recorded, so at least that; the upper bound only says "seconds, not the
-    # hours of a late attempt" and is no speed limit.
-    assert timedelta(seconds=2) <= job.scheduled_at - event.updated_at < timedelta(minutes=1)
+    # The first backoff is 2 s from when the failure was recorded; the upper bound only
+    # says "seconds, not the hours of a late attempt" and is no speed limit.
+    assert timedelta(seconds=2) <= event.next_attempt_at - event.updated_at < timedelta(minutes=1)
+    run_jobs()  # not due yet: left alone
+    assert StripeEvent.objects.get(pk=event_id).attempts == 1
+    StripeEvent.objects.filter(pk=event_id).update(next_attempt_at=timezone.now())
+    run_jobs()
+    event = StripeEvent.objects.get(pk=event_id)
+    assert (event.status, event.attempts) == ("failed", 2)
+    assert timedelta(seconds=4) <= event.next_attempt_at - event.updated_at < timedelta(minutes=1)
 
 
-def stored_without_job(order: Order, *, age: timedelta) -> StripeEvent:
-    """An event the webhook stored `age` ago whose job was lost (a restored backup,
-    a purged queue): a `received` row and no job."""
+def stored_directly(order: Order, *, age: timedelta) -> StripeEvent:
+    """An event stored `age` ago by other means than the webhook (a restored backup, an
+    older version's row): a `received` row, nothing else."""
     obj = session_object(order)
     payload = json.loads(event_json("checkout.session.completed", obj))
     return StripeEvent.objects.create(
@@ -275,55 +274,36 @@ def stored_without_job(order: Order, *, age: timedelta) -> StripeEvent:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_sweep_requeues_received_events_older_than_its_cutoff_and_only_those() -> None:
-    old = stored_without_job(order_build(), age=timedelta(minutes=10))
-    recent = stored_without_job(order_build(), age=timedelta(seconds=5))
-    assert stripe_events_sweep(older_than_seconds=120) == 1
-    assert (queued_jobs(old.pk), queued_jobs(recent.pk)) == (1, 0)
-
-
-@pytest.mark.django_db(transaction=True)
-def test_the_sweep_skips_old_events_that_are_final_or_failing_recently() -> None:
-    # .update() leaves updated_at as it was at insert: a minute ago, so a failed event
-    # counts as recently failing (its retry job is still on its way).
-    for status in ("failed", "processed", "dead", "unmatched", "ignored"):
-        event = stored_without_job(order_build(), age=timedelta(minutes=10))
-        StripeEvent.objects.filter(pk=event.pk).update(
-            status=status, updated_at=timezone.now() - timedelta(minutes=1)
-        )
-    assert stripe_events_sweep(older_than_seconds=120) == 0
-
-
-@pytest.mark.django_db(transaction=True)
-def test_the_sweep_requeues_a_failed_event_whose_retry_job_was_lost() -> None:
-    event = stored_without_job(order_build(), age=timedelta(hours=1))
-    StripeEvent.objects.filter(pk=event.pk).update(
-        status="failed", attempts=2, updated_at=timezone.now() - timedelta(minutes=20)
-    )
-    assert stripe_events_sweep(older_than_seconds=120) == 1
-    run_jobs()
-    event.refresh_from_db()
-    assert (event.status, event.attempts) == ("processed", 3)
-
-
-@pytest.mark.django_db(transaction=True)
-def test_the_sweep_does_not_queue_a_second_job_while_one_is_waiting() -> None:
-    event = stored_without_job(order_build(), age=timedelta(minutes=10))
-    assert stripe_events_sweep(older_than_seconds=120) == 1
-    assert stripe_events_sweep(older_than_seconds=120) == 0
-    assert queued_jobs(event.pk) == 1
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_swept_event_is_processed_by_the_worker() -> None:
+def test_any_received_row_is_work_for_the_worker_however_it_was_stored() -> None:
     order = order_build()
-    event = stored_without_job(order, age=timedelta(minutes=10))
-    stripe_events_sweep(older_than_seconds=120)
+    event = stored_directly(order, age=timedelta(minutes=10))
+    assert stripe_events_due() == 1
     run_jobs()
     event.refresh_from_db()
     order.refresh_from_db()
     assert (event.status, event.attempts, event.order_id) == ("processed", 1, order.pk)
     assert (order.status, order.payment_status) == ("paid", "paid")
+    assert stripe_events_due() == 0
+
+
+@pytest.mark.django_db
+def test_the_worker_takes_the_event_due_first_and_never_a_final_or_future_one() -> None:
+    now = timezone.now()
+    events = {}
+    for name, status, due in [
+        ("later", "received", now - timedelta(seconds=1)),
+        ("first", "received", now - timedelta(minutes=5)),
+        ("retry due", "failed", now - timedelta(minutes=1)),
+        ("retry not due", "failed", now + timedelta(minutes=1)),
+        *((final, final, now - timedelta(hours=1)) for final in StripeEvent.FINAL),
+    ]:
+        event = stored_directly(order_build(), age=timedelta(minutes=10))
+        StripeEvent.objects.filter(pk=event.pk).update(status=status, next_attempt_at=due)
+        events[event.pk] = name
+    taken = []
+    while (result := stripe_event_process_next()) is not None:
+        taken.append(events[result[0]])
+    assert taken == ["first", "retry due", "later"]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -21,6 +21,7 @@ from django.test.utils import CaptureQueriesContext
 
 from djangomart.orders.models import Order
 from djangomart.payments import gateway
+from djangomart.payments.inbox import stripe_event_process
 from djangomart.payments.models import StripeEvent
 from djangomart.payments.webhooks import MAX_BODY_BYTES
 from tests.payments.conftest import (
@@ -34,8 +35,9 @@ from tests.payments.conftest import (
     sign,
 )
 from tests.payments.race_helpers import (
+    event_jobs,
     held_transaction,
-    jobs_for,
+    is_due,
     order_pending,
     order_row_locked,
     order_state,
@@ -82,8 +84,7 @@ def assert_error(response: Any, status: int, code: str) -> None:
 
 def assert_nothing_stored(order: Order, before: dict[str, Any], event_id: str = "") -> None:
     assert not StripeEvent.objects.exists()
-    if event_id:
-        assert jobs_for(event_id) == []
+    assert event_jobs() == []
     assert order_state(order.pk) == before
 
 
@@ -488,11 +489,13 @@ def test_a_signed_event_records_the_payment_intent_it_is_about(
     )
 
 
-def test_a_stored_event_has_exactly_one_processing_job_queued(client: Client, payload: str) -> None:
+def test_a_stored_event_is_due_for_a_worker_at_once_and_queues_no_job(
+    client: Client, payload: str
+) -> None:
     post_event(client, payload)
 
-    jobs = jobs_for(event_id_of(payload))
-    assert [(job.queue_name, job.status) for job in jobs] == [("stripe_events", "todo")]
+    assert is_due(event_id_of(payload))
+    assert event_jobs() == []  # the row is the work (the inbox is the queue)
 
 
 def test_a_repeated_delivery_is_acknowledged_as_a_duplicate(client: Client, payload: str) -> None:
@@ -512,11 +515,16 @@ def test_a_repeated_delivery_is_counted_on_the_stored_event(client: Client, payl
     assert (event.delivery_count, event.status, StripeEvent.objects.count()) == (2, "received", 1)
 
 
-def test_a_repeated_delivery_queues_no_second_job(client: Client, payload: str) -> None:
+def test_a_repeated_delivery_of_a_processed_event_does_not_make_it_due_again(
+    client: Client, payload: str
+) -> None:
     post_event(client, payload)
+    stripe_event_process(event_id=event_id_of(payload))
     post_event(client, payload)
 
-    assert len(jobs_for(event_id_of(payload))) == 1
+    event = StripeEvent.objects.get(pk=event_id_of(payload))
+    assert (event.status, event.attempts, event.delivery_count) == ("processed", 1, 2)
+    assert not is_due(event.pk)
 
 
 def test_a_repeated_delivery_keeps_the_first_payload(client: Client, order: Order) -> None:
@@ -549,17 +557,14 @@ def statements(ctx: CaptureQueriesContext) -> list[str]:
     ]
 
 
-def test_the_ingest_runs_only_the_event_upsert_and_the_job_insert(
-    client: Client, payload: str
-) -> None:
+def test_the_ingest_runs_only_the_event_upsert(client: Client, payload: str) -> None:
     with CaptureQueriesContext(connection) as ctx:
         post_event(client, payload)
 
     sql = statements(ctx)
-    assert len(sql) == 2, sql
+    assert len(sql) == 1, sql
     assert sql[0].lstrip().startswith("INSERT INTO payments_stripeevent")
     assert "ON CONFLICT (id)" in sql[0]
-    assert "procrastinate_defer_jobs" in sql[1]
 
 
 def test_a_repeated_delivery_runs_only_the_event_upsert(client: Client, payload: str) -> None:

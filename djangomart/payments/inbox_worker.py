@@ -1,0 +1,102 @@
+"""The Stripe event workers. The inbox is their queue (payments.inbox): each worker
+process claims the next due event, processes it in its own transaction, and goes on
+until none is due; then it waits for the NOTIFY that the inbox's trigger sends when an
+event becomes `received` (a new delivery, a requeue, a replay), or one second, which
+also finds failed events whose retry time has come.
+
+Run as `manage.py stripe_events_worker`, as many processes as the database can feed
+(docs/deployment.md). Any number of them, on any number of machines, share the work:
+the claim skips events another worker holds, and a worker that dies lets go of its
+event with its connection. A lost database connection (PostgreSQL restarting) is waited
+out and the loop carries on.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import psycopg
+from django.db import Error as DatabaseError
+from django.db import connection
+
+from djangomart.payments.inbox import stripe_event_process_next
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "djangomart_stripe_events"  # the trigger's (payments/migrations/0004)
+IDLE_WAIT_SECONDS = 1.0
+STOP_CHECK_SECONDS = 0.5
+OUTAGE_WAIT_SECONDS = (0.2, 5.0)  # first and longest wait while the database is away
+
+
+def stripe_events_work(*, stop: Callable[[], bool] = lambda: False) -> int:
+    """Processes due events, one transaction each, until none is due or `stop()`;
+    returns how many it processed."""
+    done = 0
+    while not stop() and stripe_event_process_next() is not None:
+        done += 1
+    return done
+
+
+class _Listener:
+    """LISTEN on the worker's own Django connection (its session outlives transactions),
+    subscribed again whenever Django has opened a new one."""
+
+    def __init__(self) -> None:
+        self.subscribed: object = None
+
+    def wait(self, seconds: float, stop: threading.Event) -> None:
+        """Until a notification, `seconds`, or `stop` (looked at twice a second)."""
+        connection.ensure_connection()
+        raw = connection.connection
+        assert raw is not None
+        if raw is not self.subscribed:
+            with connection.cursor() as cursor:
+                cursor.execute(f"LISTEN {CHANNEL}")
+            self.subscribed = raw
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            # Notifications that came while the worker was busy are yielded first; the
+            # ones behind the first are drained with it.
+            woken = False
+            for _ in raw.notifies(timeout=min(left, STOP_CHECK_SECONDS), stop_after=1):
+                woken = True
+            if woken:
+                return
+
+
+def stripe_events_worker_run(stop: threading.Event, *, idle_wait: float = IDLE_WAIT_SECONDS) -> int:
+    """The worker loop, until `stop` is set; returns how many events it processed."""
+    listener = _Listener()
+    done = 0
+    outage = OUTAGE_WAIT_SECONDS[0]
+    while not stop.is_set():
+        try:
+            done += stripe_events_work(stop=stop.is_set)
+            if not stop.is_set():
+                listener.wait(idle_wait, stop)
+            outage = OUTAGE_WAIT_SECONDS[0]
+        except (DatabaseError, psycopg.Error) as exc:  # psycopg's own: from notifies()
+            logger.warning(
+                "stripe events worker: database unavailable, retrying",
+                extra={"error": str(exc)[:500], "retry_in_seconds": outage},
+            )
+            connection.close()
+            listener.subscribed = None
+            stop.wait(outage)
+            outage = min(outage * 2, OUTAGE_WAIT_SECONDS[1])
+    return done
+
+
+def stripe_events_worker_main(stop: threading.Event) -> int:
+    """`manage.py stripe_events_worker`: the loop with a start and a stop line."""
+    started = time.monotonic()
+    logger.info("stripe events worker started")
+    done = stripe_events_worker_run(stop)
+    logger.info(
+        "stripe events worker stopped",
+        extra={"events": done, "seconds": round(time.monotonic() - started, 1)},
+    )
+    connection.close()
+    return done
