@@ -8,7 +8,7 @@ ARGS ?=
 # pytest-xdist workers for `make test`: one per core ("auto"); TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= auto
 
-.PHONY: run test lint format superuser manage install lock clean bench
+.PHONY: run test lint format superuser manage install lock clean bench bench-quick
 
 # Silent on stdout (messages on stderr): `make run`'s stdout carries only JSON log lines.
 $(STAMP): requirements.txt requirements-dev.txt
@@ -43,6 +43,10 @@ superuser: $(STAMP)
 ## make bench: the benchmarks (bench/README.md); ARGS="sandbox.api" narrows them.
 bench: $(STAMP)
 	$(PY) -m devtools.withdb -- $(PY) -m bench $(ARGS)
+
+## make bench-quick: the same benchmarks with shorter phases (about 2 minutes).
+bench-quick: $(STAMP)
+	BENCH_QUICK=1 $(PY) -m devtools.withdb -- $(PY) -m bench $(ARGS)
 
 ## make manage ARGS="shell": any manage.py command with the development environment.
 manage: $(STAMP)

@@ -52,6 +52,14 @@ DATABASES["default"]["CONN_MAX_AGE"] = 600
 # ingest's time): after a database restart, each process's next request fails once
 # (a 5xx, which Stripe and clients retry) and Django then opens a fresh connection.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+# TCP keepalives (libpq's): when a machine holding a connection dies or its network is
+# cut, PostgreSQL ends that session within about a minute and releases its locks (an
+# event worker's claim, an order row lock) instead of after the kernel's two hours.
+# A DATABASE_URL's own ?keepalives_idle=... wins.
+DATABASES["default"].setdefault("OPTIONS", {})
+for _option, _value in {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+                        "keepalives_count": 3}.items():  # fmt: skip
+    DATABASES["default"]["OPTIONS"].setdefault(_option, _value)
 
 # Stripe. With no secret key, `make run` starts the offline sandbox and sets all three.
 STRIPE_SECRET_KEY: str = env.str("STRIPE_SECRET_KEY", default="")
@@ -203,6 +211,15 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+# POST /webhooks/stripe, served by its own handler (djangomart/wsgi.py): JSON errors and
+# the NUL guard; none of the session, auth, CSRF, messages, static-file or
+# browser-security work a machine's POST never uses, and no request log line (a tenth
+# of the acknowledgement's time in a profile): each accepted delivery is its inbox row
+# (received_at, delivery_count), and the view logs every refusal and failure.
+WEBHOOK_MIDDLEWARE = [
+    "djangomart.core.middleware.JsonErrorMiddleware",
+    "djangomart.core.middleware.NulGuardMiddleware",
 ]
 
 ROOT_URLCONF = "djangomart.urls"

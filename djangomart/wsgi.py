@@ -1,7 +1,19 @@
+"""The WSGI application gunicorn serves (gunicorn.conf.py): Django's, except that the
+Stripe webhook's acknowledgement, the one path Stripe may hit a thousand times a
+second, runs through settings.WEBHOOK_MIDDLEWARE only (djangomart/core/wsgi_routes.py)."""
+
 import os
 
+from django.conf import settings
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "djangomart.settings")
 
-application = get_wsgi_application()
+_full = get_wsgi_application()
+
+from django.urls import reverse  # noqa: E402
+
+from djangomart.core.wsgi_routes import MiddlewareSubsetHandler, by_path  # noqa: E402
+
+_webhook = MiddlewareSubsetHandler(settings.WEBHOOK_MIDDLEWARE)
+application = by_path(_full, {reverse("stripe-webhook"): _webhook})

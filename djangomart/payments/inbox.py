@@ -187,29 +187,28 @@ def order_match(event: StripeEvent) -> uuid.UUID | None:
 
 
 def stripe_event_process(*, event_id: str) -> str:
-    """Processes one stored event now, exactly once; returns its final status. Raises the
+    """Processes one stored event now, exactly once; returns its status. Raises the
     handler's exception (after recording it) while attempts remain. Waits for a worker
     that holds the event. Staff tools and tests call it; workers call
     stripe_event_process_next."""
-    try:
-        with transaction.atomic():
-            _claim(event_id)
-            return _process(event_id)
-    except Exception as exc:
-        status = _failure_record(event_id, exc)
-        if status == Status.DEAD:
-            return status
-        raise
+    with transaction.atomic():
+        _claim(event_id)
+        status, failure = _attempt(event_id)
+    if failure is not None and status != Status.DEAD:
+        raise failure
+    return status
 
 
 # The next due event that no other worker holds, due by the database's clock (as the
 # INSERTs and updates set it) at this statement, not at the start of a transaction. The
 # candidates are read first, without any lock, in the order of the partial index
 # stripeevent_due; only then is the claim tried on each in turn until one is won, so
-# that a worker holds exactly one event and never blocks on one another worker holds.
+# that a worker holds exactly one event and never blocks on one another worker holds
+# (tests/payments/test_inbox_queue.py pins both, whatever plan PostgreSQL picks).
 # An advisory lock rather than a row lock: the ingest's ON CONFLICT DO UPDATE of a
 # repeated delivery must not wait behind a worker that is itself waiting for an order
-# lock.
+# lock. The candidates outnumber the workers that can hold an event at once (a worker
+# holds one), so that a free event is always among them.
 _CLAIM_NEXT = """
 SELECT id FROM (
     SELECT id FROM payments_stripeevent
@@ -220,32 +219,49 @@ SELECT id FROM (
 WHERE pg_try_advisory_xact_lock(hashtextextended('stripe_event:' || id, 0))
 LIMIT 1
 """
+CLAIM_CANDIDATES = 256  # at most this many event workers (docs/deployment.md)
 
-# More candidates than workers, so that the events other workers hold are skipped.
-_CLAIM_CANDIDATES = 32
+
+def _claim_next() -> str | None:
+    """Claims the next due event (inside atomic()); None when none is free."""
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_NEXT, [CLAIM_CANDIDATES])
+        row = cursor.fetchone()
+    return None if row is None else str(row[0])
 
 
 def stripe_event_process_next() -> tuple[str, str] | None:
     """Claims the next due event and processes it (or records its failure); returns the
     event id and its status, or None when no event is due. Never raises for a failing
     handler: the event's row says when it is due again."""
-    event_id: str | None = None
+    with transaction.atomic():
+        event_id = _claim_next()
+        if event_id is None:
+            return None
+        status, failure = _attempt(event_id, due_only=True)
+    if failure is not None:
+        logger.warning(
+            "stripe event failed", extra={"event_id": event_id, "error": f"{failure!r}"[:500]}
+        )
+    return event_id, status
+
+
+def _attempt(event_id: str, *, due_only: bool = False) -> tuple[str, Exception | None]:
+    """One attempt at an event whose claim this transaction holds: its status, and the
+    handler's exception if it raised. The handler runs in a savepoint, so that its
+    failure is recorded in the same transaction, under the same claim: no other worker
+    can attempt the event again between the failure and its record (and its backoff).
+    `due_only`: an event that stopped being due since the claim's candidates were read
+    (another worker finished it, or failed it and set its next attempt) is left as it
+    is."""
+    if due_only and not events_due().filter(pk=event_id).exists():
+        status = StripeEvent.objects.filter(pk=event_id).values_list("status", flat=True).first()
+        return status or "missing", None
     try:
         with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute(_CLAIM_NEXT, [_CLAIM_CANDIDATES])
-                row = cursor.fetchone()
-            if row is None:
-                return None
-            event_id = str(row[0])
-            return event_id, _process(event_id)
-    except Exception as exc:
-        if event_id is None:
-            raise  # the claim itself failed: the database, for the worker to handle
-        logger.warning(
-            "stripe event failed", extra={"event_id": event_id, "error": f"{exc!r}"[:500]}
-        )
-        return event_id, _failure_record(event_id, exc)
+            return _process(event_id), None
+    except Exception as exc:  # noqa: BLE001 - whatever the handler raised is recorded
+        return _failure_record(event_id, exc), exc
 
 
 def events_due() -> QuerySet[StripeEvent]:
@@ -304,7 +320,8 @@ def _process(event_id: str) -> str:
         payment_intent_lock(event.payment_intent_id)
         if order_match(event) is not None:
             # It just did: process again from the start, taking the order's lock then,
-            # never while holding this one.
+            # never while holding this one. Not an attempt that counts.
+            event.attempts -= 1
             event.status = Status.RECEIVED
             event.next_attempt_at = Now()
             event.save(update_fields=_WORKER_FIELDS)
@@ -354,24 +371,22 @@ def _finish(event: StripeEvent, status: str, *, error: str = "") -> str:
 
 
 def _failure_record(event_id: str, exc: Exception) -> str:
-    with transaction.atomic():
-        _claim(event_id)
-        event = StripeEvent.objects.filter(pk=event_id).first()
-        if event is None:
-            return "missing"
-        if event.status in StripeEvent.FINAL:
-            return event.status  # a concurrent duplicate job succeeded meanwhile
-        event.attempts += 1
-        event.last_error = f"{type(exc).__name__}: {exc}"
-        event.last_traceback = "".join(traceback.format_exception(exc))
-        if event.attempts >= settings.STRIPE_EVENT_MAX_ATTEMPTS:
-            event.status = Status.DEAD
-            logger.error("stripe event is dead", extra={"event_id": event_id, "error": str(exc)})
-        else:
-            event.status = Status.FAILED
-            event.next_attempt_at = Now() + retry_delay(event.attempts)
-        event.save(update_fields=_WORKER_FIELDS)
-        return event.status
+    """Records a failed attempt, in the transaction that holds the event's claim (the
+    attempt's own writes rolled back to its savepoint)."""
+    event = StripeEvent.objects.filter(pk=event_id).first()
+    if event is None:
+        return "missing"
+    event.attempts += 1
+    event.last_error = f"{type(exc).__name__}: {exc}"
+    event.last_traceback = "".join(traceback.format_exception(exc))
+    if event.attempts >= settings.STRIPE_EVENT_MAX_ATTEMPTS:
+        event.status = Status.DEAD
+        logger.error("stripe event is dead", extra={"event_id": event_id, "error": str(exc)})
+    else:
+        event.status = Status.FAILED
+        event.next_attempt_at = Now() + retry_delay(event.attempts)
+    event.save(update_fields=_WORKER_FIELDS)
+    return event.status
 
 
 def retry_delay(attempts: int) -> timedelta:

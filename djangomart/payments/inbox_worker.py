@@ -1,8 +1,9 @@
 """The Stripe event workers. The inbox is their queue (payments.inbox): each worker
 process claims the next due event, processes it in its own transaction, and goes on
 until none is due; then it waits for the NOTIFY that the inbox's trigger sends when an
-event becomes `received` (a new delivery, a requeue, a replay), or one second, which
-also finds failed events whose retry time has come.
+event becomes `received` while nothing else is due (a new delivery, a requeue, a
+replay), or one second, which also finds failed events whose retry time has come and
+an event whose notification was skipped because another looked due a moment before.
 
 Run as `manage.py stripe_events_worker`, as many processes as the database can feed
 (docs/deployment.md). Any number of them, on any number of machines, share the work:
@@ -17,8 +18,7 @@ import time
 from collections.abc import Callable
 
 import psycopg
-from django.db import Error as DatabaseError
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 
 from djangomart.payments.inbox import stripe_event_process_next
 
@@ -77,9 +77,19 @@ def stripe_events_worker_run(stop: threading.Event, *, idle_wait: float = IDLE_W
             if not stop.is_set():
                 listener.wait(idle_wait, stop)
             outage = OUTAGE_WAIT_SECONDS[0]
-        except (DatabaseError, psycopg.Error) as exc:  # psycopg's own: from notifies()
-            logger.warning(
-                "stripe events worker: database unavailable, retrying",
+        except Exception as exc:  # noqa: BLE001 - the worker outlives whatever went wrong
+            # A lost connection (PostgreSQL restarting; psycopg's own errors come from
+            # notifies()) is waited out; anything else (a schema not migrated yet, a bug)
+            # is logged with its traceback and retried after the same pause, never a
+            # busy loop, never a dead worker. A handler's failure never gets here: it is
+            # recorded on its event (payments.inbox._attempt).
+            lost = isinstance(exc, (OperationalError, InterfaceError, psycopg.OperationalError,
+                                    psycopg.InterfaceError))  # fmt: skip
+            log = logger.warning if lost else logger.exception
+            log(
+                "stripe events worker: "
+                + ("database unavailable" if lost else "unexpected error")
+                + ", retrying",
                 extra={"error": str(exc)[:500], "retry_in_seconds": outage},
             )
             connection.close()

@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from djangomart.orders.models import Order
@@ -44,9 +45,12 @@ class StripeEvent(models.Model):
     source = models.CharField(
         max_length=16, choices=StripeEventSource.choices, default=StripeEventSource.WEBHOOK
     )
-    object_id = models.CharField(max_length=255, blank=True, db_index=True)
-    checkout_session_id = models.CharField(max_length=255, blank=True, db_index=True)
-    payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
+    # The ids an event is about. Only payment_intent_id is looked up (the requeue of
+    # waiting events) and indexed; the admin's search (icontains) could use no btree
+    # index anyway, and every index is work for each webhook acknowledgement.
+    object_id = models.CharField(max_length=255, blank=True)
+    checkout_session_id = models.CharField(max_length=255, blank=True)
+    payment_intent_id = models.CharField(max_length=255, blank=True)
     order = models.ForeignKey(
         Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="stripe_events"
     )
@@ -57,7 +61,9 @@ class StripeEvent(models.Model):
     processed_at = models.DateTimeField(null=True, blank=True)
     # When a `received` or `failed` event is due for a worker: at once for a new one,
     # after a backoff for a failed one (payments.inbox.retry_delay).
-    next_attempt_at = models.DateTimeField(default=timezone.now)
+    # The database default too, for rows written by raw SQL (an older release's ingest
+    # during a deploy).
+    next_attempt_at = models.DateTimeField(default=timezone.now, db_default=Now())
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -66,6 +72,8 @@ class StripeEvent(models.Model):
         indexes = [
             models.Index(fields=["status", "received_at"], name="stripeevent_status_received"),
             models.Index(fields=["type", "received_at"], name="stripeevent_type_received"),
+            # Plain btree: no varchar_pattern_ops twin, nothing here uses LIKE.
+            models.Index(fields=["payment_intent_id"], name="stripeevent_payment_intent"),
             # The workers' queue: only the events still to be worked on, oldest due first.
             models.Index(
                 fields=["next_attempt_at", "stripe_created"],

@@ -24,6 +24,13 @@ def stripe_event_process_task(event_id: str) -> str:
     return inbox.stripe_event_process(event_id=event_id)
 
 
+# No longer periodic, and nothing left to do (the inbox is the queue: no event can lose
+# its job); kept for one release so that a tick an older version queued runs cleanly.
+@app.task(name="stripe_events_sweep", queue="stripe_events", queueing_lock="stripe_events_sweep")
+def stripe_events_sweep_task(timestamp: int) -> int:
+    return 0
+
+
 # The event backfill and the pending-order checks, as `manage.py reconcile` runs them,
 # every five minutes: the pending-order checks ran on their own every five minutes
 # before the backfill existed, and keep that pace inside the run.

@@ -1,8 +1,10 @@
-"""POST /webhooks/stripe: the ingest. Verify, store, queue, answer; nothing else.
+"""POST /webhooks/stripe: the ingest. Verify, store, answer; nothing else.
 
 Stripe retries for days, so the acknowledgement is cheap: no Stripe call, no order
-lock, one INSERT ... ON CONFLICT plus the job row, one commit. A database failure is
-a 503 so that Stripe retries; a bad signature or body is a 400 and stores nothing.
+lock, one INSERT ... ON CONFLICT in autocommit, whose row is the event workers' work
+(payments.inbox), through settings.WEBHOOK_MIDDLEWARE only (djangomart/wsgi.py). A
+database failure is a 503 so that Stripe retries; a bad signature or body is a 400 and
+stores nothing.
 """
 
 import logging

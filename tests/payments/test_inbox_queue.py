@@ -5,6 +5,10 @@ process every event once; a worker never waits for an event another holds, and t
 ingest never waits for a worker; the worker loop outlives a lost connection."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -18,6 +22,7 @@ from django.core.management import call_command
 from django.db import connection, transaction
 from django.test import Client
 
+from devtools.embedded_db import REPO_ROOT
 from djangomart.orders.models import Order, OrderEvent
 from djangomart.payments import inbox
 from djangomart.payments.inbox_worker import (
@@ -26,6 +31,7 @@ from djangomart.payments.inbox_worker import (
     stripe_events_worker_run,
 )
 from djangomart.payments.models import StripeEvent
+from tests.logs import json_lines
 from tests.payments.builders import order_build
 from tests.payments.conftest import event_json, post_event, session_object
 from tests.payments.race_helpers import held_transaction, lock_waiters_wait, wait_until
@@ -240,3 +246,119 @@ def test_a_failing_event_never_stops_the_worker_and_waits_for_its_retry_time() -
         StripeEvent.objects.filter(pk=bad_id).update(next_attempt_at="2000-01-01T00:00:00Z")
     assert stripe_events_work() == 1
     assert StripeEvent.objects.get(pk=bad_id).attempts == 2
+
+
+def advisory_locks_held() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        )
+        return int(cursor.fetchone()[0])
+
+
+@pytest.mark.parametrize("plan", ["index", "seq scan and sort"])
+def test_a_claim_holds_exactly_one_event_whatever_the_plan(plan: str) -> None:
+    for _ in range(40):
+        stored(paid_session(order_build()))
+    with transaction.atomic():
+        if plan != "index":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL enable_indexscan = off")
+                cursor.execute("SET LOCAL enable_bitmapscan = off")
+        assert inbox._claim_next() is not None
+        assert advisory_locks_held() == 1
+
+
+def test_a_worker_finds_a_free_event_behind_many_held_ones() -> None:
+    held = [stored(paid_session(order_build())) for _ in range(40)]
+    time.sleep(0.01)
+    free = stored(paid_session(order_build()))
+
+    def hold_all() -> None:
+        for event_id in held:
+            inbox._claim(event_id)
+
+    with held_transaction(hold_all):
+        assert inbox.stripe_event_process_next() == (free, "processed")
+
+
+def test_racing_workers_never_attempt_a_failed_event_again_before_its_backoff() -> None:
+    """A failure is recorded under the claim that attempted it: a second worker racing for
+    the same event finds it not due (or held) and never runs its handler at once."""
+    for _ in range(15):
+        order = order_build()
+        bad = event_json("checkout.session.completed", session_object(order, amount_total="x"))
+        bad_id = stored(bad)
+        barrier = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def worker(
+            barrier: threading.Barrier = barrier, errors: list[BaseException] = errors
+        ) -> None:
+            try:
+                barrier.wait(10)
+                inbox.stripe_event_process_next()
+                inbox.stripe_event_process_next()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=worker) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert not errors, errors
+        event = StripeEvent.objects.get(pk=bad_id)
+        assert (event.status, event.attempts) == ("failed", 1)
+
+
+def test_an_older_release_storing_events_without_the_new_column_still_stores_due_ones() -> None:
+    """Between `migrate` and the web restart, the previous release's INSERT (which names
+    no next_attempt_at) keeps working: the column has a database default."""
+    payload = json.loads(paid_session(order_build()))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """INSERT INTO payments_stripeevent (
+                id, type, api_version, livemode, stripe_created, payload, received_at,
+                delivery_count, object_id, checkout_session_id, payment_intent_id, status,
+                attempts, last_error, last_traceback, updated_at, source
+            ) VALUES (%s, %s, '', false, now(), %s::jsonb, now(), 1, '', '', '', 'received',
+                      0, '', '', now(), 'webhook')""",
+            [payload["id"], payload["type"], json.dumps(payload)],
+        )
+    assert inbox.stripe_events_due() == 1
+    assert stripe_events_work() == 1
+    assert StripeEvent.objects.get(pk=payload["id"]).status == "processed"
+
+
+def test_the_worker_command_stops_on_sigterm_after_its_event() -> None:
+    params = connection.get_connection_params()
+    host = str(params.get("host") or "")
+    netloc = "" if host.startswith("/") else f"{host}:{params.get('port') or 5432}"
+    url = f"postgres://{params.get('user') or 'postgres'}@{netloc}/{params['dbname']}"
+    if host.startswith("/"):
+        url += f"?host={host}"
+    env = {**os.environ, "DATABASE_URL": url, "DEBUG": "1"}
+    child = subprocess.Popen(
+        [sys.executable, "manage.py", "stripe_events_worker"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        event_id = stored(paid_session(order_build()))
+        wait_until(lambda: StripeEvent.objects.get(pk=event_id).status == "processed", timeout=20)
+        child.send_signal(signal.SIGTERM)
+        output, _ = child.communicate(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, output
+    messages = [line["message"] for line in json_lines(output)]
+    assert messages[0] == "stripe events worker started"
+    assert messages[-1] == "stripe events worker stopped"

@@ -1,20 +1,32 @@
-"""The inbox becomes the workers' queue (payments.inbox): each event carries when it is
-due (`next_attempt_at`, with a partial index over the events still to be worked on, in
-the order workers take them),
-and a trigger NOTIFYs the workers whenever an event becomes `received` (stored,
-requeued or replayed), delivered when that transaction commits.
+"""The inbox becomes the event workers' queue (payments.inbox): each event carries when
+it is due (`next_attempt_at`, defaulting to the database's clock, so that an older
+release's INSERT, which does not name the column, still stores a due event during a
+deploy), and a trigger NOTIFYs the workers when an event becomes `received` while
+nothing else is due (stored, requeued or replayed), delivered when that transaction
+commits. Its partial index comes in 0005, built without locking the table.
 
-Events already `received` or `failed` are due at once: workers take them over from
-the procrastinate jobs queued for them, which still run and find them processed."""
+Events already `received` or `failed` are due at once: the workers take them over from
+the procrastinate jobs queued for them, which still run and find them processed.
 
+A NOTIFY serializes the commits of every transaction that sent one (PostgreSQL takes
+one lock for them), so in a storm, when events are already due and the workers busy,
+none is sent: a busy worker goes on until nothing is due, and an idle one also looks
+every second (payments.inbox_worker)."""
+
+import django.db.models.functions.datetime
 import django.utils.timezone
 from django.db import migrations, models
 
-# One notification per transaction at most: PostgreSQL folds identical ones.
 NOTIFY = """
 CREATE FUNCTION payments_stripeevent_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('djangomart_stripe_events', '');
+    IF NOT EXISTS (
+        SELECT 1 FROM payments_stripeevent
+        WHERE status = 'received' AND next_attempt_at <= statement_timestamp()
+          AND id <> NEW.id
+    ) THEN
+        PERFORM pg_notify('djangomart_stripe_events', '');
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -41,11 +53,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='stripeevent',
             name='next_attempt_at',
-            field=models.DateTimeField(default=django.utils.timezone.now),
-        ),
-        migrations.AddIndex(
-            model_name='stripeevent',
-            index=models.Index(condition=models.Q(('status__in', ['received', 'failed'])), fields=['next_attempt_at', 'stripe_created'], name='stripeevent_due'),
+            field=models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), default=django.utils.timezone.now),
         ),
         migrations.RunSQL(NOTIFY, NOTIFY_DROP),
     ]

@@ -1,0 +1,59 @@
+-- wrk script: POSTs pre-signed Stripe events read from a file, one per line as
+-- "<Stripe-Signature>\t<JSON body>". Each of wrk's threads walks its own share of the
+-- lines (line thread_index + k * threads), so no event is sent twice unless the file
+-- runs out, and then it wraps (the benchmark checks how many were stored).
+-- Arguments (after --): file, path, number of threads, pause per request in ms (0 for
+-- none: closed loop; more paces each connection, for the fixed-rate run).
+-- done() prints one JSON line that bench/wrk.py reads.
+
+local threads = {}
+local next_index = 0
+
+function setup(thread)
+  thread:set("index", next_index)
+  next_index = next_index + 1
+  table.insert(threads, thread)
+end
+
+local items = {}
+local position = 0
+local stride = 1
+local path = "/"
+local pause = 0
+
+function init(args)
+  local file, threads_count = args[1], tonumber(args[3])
+  path = args[2]
+  pause = tonumber(args[4] or "0")
+  stride = threads_count
+  position = index
+  for line in io.lines(file) do
+    local tab = line:find("\t", 1, true)
+    items[#items + 1] = {line:sub(1, tab - 1), line:sub(tab + 1)}
+  end
+end
+
+function request()
+  local item = items[(position % #items) + 1]
+  position = position + stride
+  return wrk.format("POST", path, {
+    ["Content-Type"] = "application/json",
+    ["Stripe-Signature"] = item[1],
+    ["X-Forwarded-Proto"] = "https",
+  }, item[2])
+end
+
+function delay()
+  return pause
+end
+
+function done(summary, latency, requests)
+  local p = function(q) return latency:percentile(q) / 1000.0 end
+  io.write(string.format(
+    '{"requests": %d, "seconds": %.6f, "connect_errors": %d, "read_errors": %d, ' ..
+    '"write_errors": %d, "timeouts": %d, "non_2xx": %d, ' ..
+    '"p50_ms": %.3f, "p90_ms": %.3f, "p99_ms": %.3f, "max_ms": %.3f}\n',
+    summary.requests, summary.duration / 1e6, summary.errors.connect, summary.errors.read,
+    summary.errors.write, summary.errors.timeout, summary.errors.status,
+    p(50), p(90), p(99), latency.max / 1000.0))
+end
