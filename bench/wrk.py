@@ -47,6 +47,7 @@ class WrkRun:
     p90_ms: float
     p99_ms: float
     max_ms: float
+    wrapped: bool = False  # post_events.lua: a thread ran out of events and sent some again
 
     @property
     def rate(self) -> float:
@@ -112,4 +113,5 @@ async def wrk(
         p90_ms=data["p90_ms"],
         p99_ms=data["p99_ms"],
         max_ms=data["max_ms"],
+        wrapped=bool(data.get("wrapped", 0)),
     )

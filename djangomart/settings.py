@@ -52,14 +52,21 @@ DATABASES["default"]["CONN_MAX_AGE"] = 600
 # ingest's time): after a database restart, each process's next request fails once
 # (a 5xx, which Stripe and clients retry) and Django then opens a fresh connection.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
-# TCP keepalives (libpq's): when a machine holding a connection dies or its network is
+# TCP keepalives both ways: when a machine holding a connection dies or its network is
 # cut, PostgreSQL ends that session within about a minute and releases its locks (an
-# event worker's claim, an order row lock) instead of after the kernel's two hours.
-# A DATABASE_URL's own ?keepalives_idle=... wins.
-DATABASES["default"].setdefault("OPTIONS", {})
+# event worker's claim, an order row lock) instead of after the kernel's two hours (the
+# server's tcp_keepalives_*, set per session), and the client notices a dead server
+# (libpq's keepalives_*). A DATABASE_URL's own options come first and win.
+_options = DATABASES["default"].setdefault("OPTIONS", {})
 for _option, _value in {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
                         "keepalives_count": 3}.items():  # fmt: skip
-    DATABASES["default"]["OPTIONS"].setdefault(_option, _value)
+    _options.setdefault(_option, _value)
+_options["options"] = " ".join(
+    [
+        "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3",
+        str(_options.get("options") or ""),
+    ]
+).strip()
 
 # Stripe. With no secret key, `make run` starts the offline sandbox and sets all three.
 STRIPE_SECRET_KEY: str = env.str("STRIPE_SECRET_KEY", default="")
@@ -212,14 +219,16 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
-# POST /webhooks/stripe, served by its own handler (djangomart/wsgi.py): JSON errors and
-# the NUL guard; none of the session, auth, CSRF, messages, static-file or
-# browser-security work a machine's POST never uses, and no request log line (a tenth
-# of the acknowledgement's time in a profile): each accepted delivery is its inbox row
-# (received_at, delivery_count), and the view logs every refusal and failure.
+# POST /webhooks/stripe, served by its own handler (djangomart/wsgi.py): JSON errors, the
+# NUL guard and SecurityMiddleware (HTTPS redirect, as for every path); none of the
+# session, auth, CSRF, messages, static-file or clickjacking work a machine's POST never
+# uses, and no request log line (a tenth of the acknowledgement's time in a profile):
+# each accepted delivery is its inbox row (received_at, delivery_count), and the view
+# logs its refusals and failures. The view checks the Host header itself.
 WEBHOOK_MIDDLEWARE = [
     "djangomart.core.middleware.JsonErrorMiddleware",
     "djangomart.core.middleware.NulGuardMiddleware",
+    "django.middleware.security.SecurityMiddleware",
 ]
 
 ROOT_URLCONF = "djangomart.urls"

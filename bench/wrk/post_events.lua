@@ -1,7 +1,7 @@
 -- wrk script: POSTs pre-signed Stripe events read from a file, one per line as
 -- "<Stripe-Signature>\t<JSON body>". Each of wrk's threads walks its own share of the
 -- lines (line thread_index + k * threads), so no event is sent twice unless the file
--- runs out, and then it wraps (the benchmark checks how many were stored).
+-- runs out for a thread, and then it wraps: done() says so ("wrapped").
 -- Arguments (after --): file, path, number of threads, pause per request in ms (0 for
 -- none: closed loop; more paces each connection, for the fixed-rate run).
 -- done() prints one JSON line that bench/wrk.py reads.
@@ -17,6 +17,7 @@ end
 
 local items = {}
 local position = 0
+wrapped = 0
 local stride = 1
 local path = "/"
 local pause = 0
@@ -34,6 +35,9 @@ function init(args)
 end
 
 function request()
+  if position >= #items then
+    wrapped = 1
+  end
   local item = items[(position % #items) + 1]
   position = position + stride
   return wrk.format("POST", path, {
@@ -49,11 +53,17 @@ end
 
 function done(summary, latency, requests)
   local p = function(q) return latency:percentile(q) / 1000.0 end
+  local any_wrapped = 0
+  for _, thread in ipairs(threads) do
+    if thread:get("wrapped") == 1 then
+      any_wrapped = 1
+    end
+  end
   io.write(string.format(
-    '{"requests": %d, "seconds": %.6f, "connect_errors": %d, "read_errors": %d, ' ..
+    '{"wrapped": %d, "requests": %d, "seconds": %.6f, "connect_errors": %d, "read_errors": %d, ' ..
     '"write_errors": %d, "timeouts": %d, "non_2xx": %d, ' ..
     '"p50_ms": %.3f, "p90_ms": %.3f, "p99_ms": %.3f, "max_ms": %.3f}\n',
-    summary.requests, summary.duration / 1e6, summary.errors.connect, summary.errors.read,
+    any_wrapped, summary.requests, summary.duration / 1e6, summary.errors.connect, summary.errors.read,
     summary.errors.write, summary.errors.timeout, summary.errors.status,
     p(50), p(90), p(99), latency.max / 1000.0))
 end

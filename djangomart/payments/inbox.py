@@ -8,10 +8,11 @@ Workers (payments.inbox_worker, `manage.py stripe_events_worker`) claim the next
 event with a transaction-scoped advisory lock on its id, skipping those another worker
 holds, then lock its order (event claim, then orders, then variants: the global lock
 order), run the handler for its type and mark the event, all in one transaction. An
-exception rolls all of it back; the failure is then recorded in a transaction of its
-own, with the attempt count and the time of the next attempt on the row, until the
-event is `dead`. A crash at any point leaves either the old state with the event
-unprocessed (and due), or the new state with the event processed.
+exception rolls the handler's work back to a savepoint; the failure is then recorded in
+the same transaction, under the same claim, with the attempt count and the time of the
+next attempt on the row, until the event is `dead`. A crash at any point leaves either
+the old state with the event unprocessed (and due), or the new state with the event
+processed.
 """
 
 import json
@@ -23,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -234,11 +235,24 @@ def stripe_event_process_next() -> tuple[str, str] | None:
     """Claims the next due event and processes it (or records its failure); returns the
     event id and its status, or None when no event is due. Never raises for a failing
     handler: the event's row says when it is due again."""
-    with transaction.atomic():
-        event_id = _claim_next()
+    event_id: str | None = None
+    try:
+        with transaction.atomic():
+            event_id = _claim_next()
+            if event_id is None:
+                return None
+            status, failure = _attempt(event_id, due_only=True)
+    except DatabaseError as exc:
         if event_id is None:
-            return None
-        status, failure = _attempt(event_id, due_only=True)
+            raise  # the claim itself: the database is away, for the worker to wait out
+        # The attempt lost its transaction (its connection killed, maybe by what the
+        # handler did): counted, in a new one, or an event that always does this would
+        # be retried forever and never be dead. If the database is away, the worker
+        # waits it out and the event is retried uncounted.
+        connection.close()
+        with transaction.atomic():
+            _claim(event_id)
+            status, failure = _failure_record(event_id, exc), exc
     if failure is not None:
         logger.warning(
             "stripe event failed", extra={"event_id": event_id, "error": f"{failure!r}"[:500]}

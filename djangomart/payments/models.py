@@ -45,9 +45,10 @@ class StripeEvent(models.Model):
     source = models.CharField(
         max_length=16, choices=StripeEventSource.choices, default=StripeEventSource.WEBHOOK
     )
-    # The ids an event is about. Only payment_intent_id is looked up (the requeue of
-    # waiting events) and indexed; the admin's search (icontains) could use no btree
-    # index anyway, and every index is work for each webhook acknowledgement.
+    # The ids an event is about. The session and PaymentIntent ids are looked up (the
+    # order's admin page, the requeue of waiting events) and indexed (Meta), object_id
+    # is not; the admin's search (icontains) uses no btree index anyway, and every
+    # index is work for each webhook acknowledgement.
     object_id = models.CharField(max_length=255, blank=True)
     checkout_session_id = models.CharField(max_length=255, blank=True)
     payment_intent_id = models.CharField(max_length=255, blank=True)
@@ -72,8 +73,9 @@ class StripeEvent(models.Model):
         indexes = [
             models.Index(fields=["status", "received_at"], name="stripeevent_status_received"),
             models.Index(fields=["type", "received_at"], name="stripeevent_type_received"),
-            # Plain btree: no varchar_pattern_ops twin, nothing here uses LIKE.
+            # Plain btrees: no varchar_pattern_ops twins, nothing here uses LIKE.
             models.Index(fields=["payment_intent_id"], name="stripeevent_payment_intent"),
+            models.Index(fields=["checkout_session_id"], name="stripeevent_checkout_session"),
             # The workers' queue: only the events still to be worked on, oldest due first.
             models.Index(
                 fields=["next_attempt_at", "stripe_created"],

@@ -7,21 +7,22 @@ from procrastinate import RetryStrategy
 from procrastinate.contrib.django import app
 
 from djangomart.payments import backfill, inbox, reconcile, refund_requests, refunds
+from djangomart.payments.models import StripeEvent
 
 logger = logging.getLogger(__name__)
 
 
 # Stripe events are not jobs: the inbox is their queue (payments.inbox_worker). This task
 # stays so that a job an older version queued for an event still runs; it finds the
-# event processed, or processes it once under the event's claim.
-@app.task(
-    name="stripe_event_process",
-    queue="stripe_events",
-    retry=RetryStrategy(max_attempts=20, exponential_wait=2),
-    pass_context=False,
-)
+# event processed, or processes it once under the event's claim. A failure is recorded
+# on the event with its backoff, and the event workers retry it: the job itself does
+# not, or the event would be attempted on two schedules.
+@app.task(name="stripe_event_process", queue="stripe_events", pass_context=False)
 def stripe_event_process_task(event_id: str) -> str:
-    return inbox.stripe_event_process(event_id=event_id)
+    try:
+        return inbox.stripe_event_process(event_id=event_id)
+    except Exception:  # noqa: BLE001 - recorded on the event (inbox._attempt)
+        return str(StripeEvent.objects.get(pk=event_id).status)
 
 
 # No longer periodic, and nothing left to do (the inbox is the queue: no event can lose

@@ -31,13 +31,16 @@ _ACK = {
 }
 
 # Counters for the log line; per process, reset on restart.
-REFUSED = {"signature": 0, "payload": 0, "too_large": 0}
+REFUSED = {"method": 0, "signature": 0, "payload": 0, "too_large": 0}
 
 
 @csrf_exempt
 def stripe_webhook(request: HttpRequest) -> HttpResponse:
+    # ALLOWED_HOSTS, as CommonMiddleware checks it on every other path (DisallowedHost:
+    # a 400, logged by django.security).
+    request.get_host()
     if request.method != "POST":
-        response = error_response(405, "method_not_allowed", "Use POST.")
+        response = _refuse("method", 405, "method_not_allowed", "Use POST.")
         response["Allow"] = "POST"
         return response
     declared = request.META.get("CONTENT_LENGTH") or "0"

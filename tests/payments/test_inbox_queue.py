@@ -25,6 +25,7 @@ from django.test import Client
 from devtools.embedded_db import REPO_ROOT
 from djangomart.orders.models import Order, OrderEvent
 from djangomart.payments import inbox
+from djangomart.payments.handlers import HANDLERS
 from djangomart.payments.inbox_worker import (
     CHANNEL,
     stripe_events_work,
@@ -362,3 +363,23 @@ def test_the_worker_command_stops_on_sigterm_after_its_event() -> None:
     messages = [line["message"] for line in json_lines(output)]
     assert messages[0] == "stripe events worker started"
     assert messages[-1] == "stripe events worker stopped"
+
+
+def test_an_event_whose_attempt_kills_its_connection_is_counted_and_backs_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An attempt that loses its own transaction (here the handler's statement ends its
+    backend) is recorded after reconnecting: otherwise such an event would be retried
+    forever, the oldest due, and never be dead."""
+
+    def connection_killer(event: Any, order: Any) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+    monkeypatch.setitem(HANDLERS, "checkout.session.completed", connection_killer)
+    event_id = stored(paid_session(order_build()))
+    assert inbox.stripe_event_process_next() == (event_id, "failed")
+    event = StripeEvent.objects.get(pk=event_id)
+    assert (event.status, event.attempts) == ("failed", 1)
+    assert "terminat" in event.last_error.lower() or "connection" in event.last_error.lower()
+    assert inbox.stripe_events_due() == 0  # backing off

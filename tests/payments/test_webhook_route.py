@@ -11,6 +11,7 @@ import pytest
 from django.core import signals
 from django.db import close_old_connections
 
+from djangomart.core.wsgi_routes import MiddlewareSubsetHandler
 from djangomart.payments.models import StripeEvent
 from djangomart.wsgi import application
 from tests.payments.conftest import event_json, sign
@@ -19,7 +20,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stripe_settings")]
 
 
 def call(
-    method: str, path: str, body: bytes = b"", **headers: str
+    method: str, path: str, body: bytes = b"", *, app: Any = application, **headers: str
 ) -> tuple[str, dict[str, str], bytes]:
     environ: dict[str, Any] = {
         "REQUEST_METHOD": method,
@@ -28,7 +29,7 @@ def call(
         "CONTENT_TYPE": "application/json",
         "CONTENT_LENGTH": str(len(body)),
         "wsgi.input": io.BytesIO(body),
-        "HTTP_HOST": "localhost",
+        "HTTP_HOST": headers.pop("host", "localhost"),
         **{f"HTTP_{name.upper()}": value for name, value in headers.items()},
     }
     setup_testing_defaults(environ)
@@ -42,7 +43,7 @@ def call(
     signals.request_started.disconnect(close_old_connections)
     signals.request_finished.disconnect(close_old_connections)
     try:
-        chunks = application(environ, start_response)
+        chunks = app(environ, start_response)
         content = b"".join(chunks)
         getattr(chunks, "close", lambda: None)()
     finally:
@@ -59,12 +60,12 @@ def test_the_webhook_is_acknowledged_without_the_browser_middleware() -> None:
     assert status.startswith("200"), content
     assert json.loads(content) == {"received": True, "duplicate": False}
     assert StripeEvent.objects.filter(pk=json.loads(payload)["id"]).exists()
-    # Neither the request log (the inbox row is the record), clickjacking, security
-    # headers, sessions nor CSRF touched it.
+    # Neither the request log (the inbox row is the record), clickjacking, sessions nor
+    # CSRF touched it; SecurityMiddleware did.
     assert "X-Request-ID" not in headers
     assert "X-Frame-Options" not in headers
-    assert "X-Content-Type-Options" not in headers
     assert "Cookie" not in headers.get("Vary", "")
+    assert headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_every_other_path_keeps_the_full_stack() -> None:
@@ -84,3 +85,20 @@ def test_the_webhook_route_still_answers_json_errors_and_refuses_nul() -> None:
     status, _, content = call("POST", "/webhooks/stripe", b"{}", stripe_signature="t=1,v1=00")
     assert status.startswith("400")
     assert json.loads(content)["code"] == "invalid_signature"
+
+
+def test_the_webhook_route_checks_the_host_and_redirects_plain_http(settings: Any) -> None:
+    payload = event_json("customer.created", {"id": "cus_test_host", "object": "customer"})
+    status, _, content = call(
+        "POST", "/webhooks/stripe", payload.encode(), stripe_signature=sign(payload),
+        host="evil.example",
+    )  # fmt: skip
+    assert status.startswith("400"), content
+    assert not StripeEvent.objects.exists()
+    # Production's setting (DEBUG=0), read when the handler is built, as at start.
+    settings.SECURE_SSL_REDIRECT = True
+    production = MiddlewareSubsetHandler(settings.WEBHOOK_MIDDLEWARE)
+    status, headers, _ = call("POST", "/webhooks/stripe", payload.encode(), app=production)
+    assert status.startswith("301")
+    assert headers["Location"].startswith("https://")
+    assert not StripeEvent.objects.exists()

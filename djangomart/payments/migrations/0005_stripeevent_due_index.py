@@ -1,6 +1,6 @@
 """The event workers' queue index (payments.inbox._CLAIM_NEXT): only the events still to
-be worked on, in the order workers take them; and a plain index on payment_intent_id to
-replace the two 0006 drops. Built CONCURRENTLY, outside a transaction, so that the
+be worked on, in the order workers take them; and plain indexes on payment_intent_id
+and checkout_session_id to replace the four 0006 drops. Built CONCURRENTLY, outside a transaction, so that the
 webhook keeps storing events while a large inbox is indexed."""
 
 from django.contrib.postgres.operations import AddIndexConcurrently
@@ -23,5 +23,9 @@ class Migration(migrations.Migration):
         AddIndexConcurrently(
             model_name='stripeevent',
             index=models.Index(fields=['payment_intent_id'], name='stripeevent_payment_intent'),
+        ),
+        AddIndexConcurrently(
+            model_name='stripeevent',
+            index=models.Index(fields=['checkout_session_id'], name='stripeevent_checkout_session'),
         ),
     ]

@@ -1,7 +1,7 @@
 """Fewer indexes on the inbox, each one work for every webhook acknowledgement: the
-object and session ids are never looked up (the admin's icontains search uses no btree
-index), and the payment intent id keeps only 0005's plain index, without Django's
-varchar_pattern_ops twin (nothing uses LIKE on it); so does the event id, whose
+object id is never looked up (the admin's icontains search uses no btree index), and
+the session and payment intent ids keep only 0005's plain indexes, without Django's
+varchar_pattern_ops twins (nothing uses LIKE on them); so does the event id, whose
 primary key stays (its twin, which Django creates for every varchar primary key, is
 found by name pattern: its suffix is a hash). Dropping an index is quick."""
 
@@ -15,7 +15,7 @@ DECLARE name text;
 BEGIN
     FOR name IN SELECT indexname FROM pg_indexes
                 WHERE tablename = 'payments_stripeevent'
-                  AND indexname LIKE 'payments\\_stripeevent\\_id\\_%\\_like'
+                  AND indexname LIKE 'payments\\_stripeevent\\_id\\_%like'
     LOOP
         EXECUTE format('DROP INDEX %I', name);
     END LOOP;
