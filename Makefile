@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 ARGS ?=
 # pytest-xdist workers for `make test`: one per core ("auto"); TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= auto
@@ -19,6 +20,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt
+	@echo "Installing requirements-bench.txt into $(VENV)" >&2
+	@$(PY) -m pip install --disable-pip-version-check -q -r requirements-bench.txt >&2
+	@touch $(BENCH_STAMP)
 
 ## make run: the shop in the foreground (embedded PostgreSQL unless DATABASE_URL is set).
 run: $(STAMP)
@@ -41,11 +47,11 @@ superuser: $(STAMP)
 	$(PY) -m devtools.withdb -- $(PY) manage.py createsuperuser
 
 ## make bench: the benchmarks (bench/README.md); ARGS="sandbox.api" narrows them.
-bench: $(STAMP)
+bench: $(BENCH_STAMP)
 	$(PY) -m devtools.withdb -- $(PY) -m bench $(ARGS)
 
 ## make bench-quick: the same benchmarks with shorter phases (about 2 minutes).
-bench-quick: $(STAMP)
+bench-quick: $(BENCH_STAMP)
 	BENCH_QUICK=1 $(PY) -m devtools.withdb -- $(PY) -m bench $(ARGS)
 
 ## make manage ARGS="shell": any manage.py command with the development environment.
@@ -62,6 +68,10 @@ lock:
 	{ echo "# Development and test tools on top of requirements.txt, pinned. Regenerate with \`make lock\`."; \
 	  echo "-r requirements.txt"; \
 	  .lock-venv/bin/pip freeze --exclude-editable | grep -v -i '^djangomart' | grep -v -x -F -f requirements.txt; } > requirements-dev.txt
+	.lock-venv/bin/pip install -q '.[dev,bench]'
+	{ echo "# The benchmarks' plotting (bench/), on top of requirements-dev.txt, pinned; installed by \`make bench\` only. Regenerate with \`make lock\`."; \
+	  echo "-r requirements-dev.txt"; \
+	  .lock-venv/bin/pip freeze --exclude-editable | grep -v -i '^djangomart' | grep -v -x -F -f requirements.txt | grep -v -x -F -f requirements-dev.txt; } > requirements-bench.txt
 	rm -rf .lock-venv
 
 clean:

@@ -19,7 +19,7 @@ __all__ = ["pytest_configure", "pytest_make_collect_report", "pytest_runtest_mak
 # Property tests (tests/payments/test_properties.py): a quick sample on a laptop, a wider
 # one in CI, where every run explores new cases. HYPOTHESIS_PROFILE picks one by name.
 hypothesis_settings.register_profile("dev", max_examples=12)
-hypothesis_settings.register_profile("ci", max_examples=100)
+hypothesis_settings.register_profile("ci", max_examples=50)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if CI else "dev"))
 
 
