@@ -248,11 +248,16 @@ def stripe_event_process_next() -> tuple[str, str] | None:
         # The attempt lost its transaction (its connection killed, maybe by what the
         # handler did): counted, in a new one, or an event that always does this would
         # be retried forever and never be dead. If the database is away, the worker
-        # waits it out and the event is retried uncounted.
+        # waits it out and the event is retried uncounted. Another worker may have
+        # taken the event since the claim died with the connection: then it is theirs.
         connection.close()
         with transaction.atomic():
             _claim(event_id)
-            status, failure = _failure_record(event_id, exc), exc
+            if events_due().filter(pk=event_id).exists():
+                status, failure = _failure_record(event_id, exc), exc
+            else:
+                current = StripeEvent.objects.filter(pk=event_id).values_list("status", flat=True)
+                status, failure = current.first() or "missing", None
     if failure is not None:
         logger.warning(
             "stripe event failed", extra={"event_id": event_id, "error": f"{failure!r}"[:500]}
@@ -390,6 +395,8 @@ def _failure_record(event_id: str, exc: Exception) -> str:
     event = StripeEvent.objects.filter(pk=event_id).first()
     if event is None:
         return "missing"
+    if event.status in StripeEvent.FINAL:
+        return event.status  # never overwrite a fact another attempt already recorded
     event.attempts += 1
     event.last_error = f"{type(exc).__name__}: {exc}"
     event.last_traceback = "".join(traceback.format_exception(exc))
