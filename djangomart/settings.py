@@ -56,7 +56,8 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
 # cut, PostgreSQL ends that session within about a minute and releases its locks (an
 # event worker's claim, an order row lock) instead of after the kernel's two hours (the
 # server's tcp_keepalives_*, set per session), and the client notices a dead server
-# (libpq's keepalives_*). A DATABASE_URL's own options come first and win.
+# (libpq's keepalives_*). A DATABASE_URL's own keepalives_* win, and so do the -c
+# settings of its own `options`, which come after these.
 _options = DATABASES["default"].setdefault("OPTIONS", {})
 for _option, _value in {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
                         "keepalives_count": 3}.items():  # fmt: skip
