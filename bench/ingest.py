@@ -176,7 +176,7 @@ def events_file(
     directory: Path, name: str, count: int, *, first: int = 0
 ) -> tuple[Path, list[str]]:
     """`count` freshly signed events, one "<signature>\t<body>" line each, for
-    bench/wrk/post_events.lua; returns the file and the event ids."""
+    bench/wrk/requests.lua; returns the file and the event ids."""
     path = directory / f"{name}.tsv"
     ids = []
     with path.open("w") as out:
@@ -232,13 +232,8 @@ class Ingest:
         return count_rows(self.database_url, f"SELECT count(*) FROM {TABLES[target]}")  # noqa: S608
 
     async def get(self, target: str, connections: int) -> Point:
-        run = await wrk(
-            self.url + PATHS[target],
-            connections=connections,
-            seconds=SECONDS,
-            script="get.lua",
-            args=["0"],
-        )
+        run = await wrk(self.url + PATHS[target], connections=connections, seconds=SECONDS,
+                        args=["-", PATHS[target], str(min(2, connections)), "0"])  # fmt: skip
         return self._keep(Point(target, "unique", connections, run))
 
     async def post(
@@ -255,9 +250,9 @@ class Ingest:
         self.next_index += EVENTS_PER_RUN
         before = self.rows(target)
         threads = min(2, connections)
+        args = [str(path), PATHS[target], str(threads), f"{pause_ms:g}"]
         run = await wrk(self.url + PATHS[target], connections=connections, seconds=SECONDS,
-                        script="post_events.lua", threads=threads,
-                        args=[str(path), PATHS[target], str(threads), f"{pause_ms:g}"])  # fmt: skip
+                        threads=threads, args=args)  # fmt: skip
         stored = self.rows(target) - before
         point = self._keep(Point(target, mode, connections, run, stored))
         if mode != "repeated":

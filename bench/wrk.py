@@ -47,7 +47,7 @@ class WrkRun:
     p90_ms: float
     p99_ms: float
     max_ms: float
-    wrapped: bool = False  # post_events.lua: a thread ran out of events and sent some again
+    wrapped: bool = False  # a thread ran out of events and sent some again
 
     @property
     def rate(self) -> float:
@@ -71,12 +71,12 @@ async def wrk(
     *,
     connections: int,
     seconds: float,
-    script: str,
     args: list[str],
     threads: int = 2,
 ) -> WrkRun:
-    """Runs wrk against `url` with one of the scripts in bench/wrk/ and its arguments;
-    the script's done() prints the JSON line read here."""
+    """Runs wrk against `url` with bench/wrk/requests.lua and its arguments (file or
+    "-", path, threads, pause in ms); the script's done() prints the JSON line read
+    here."""
     threads = max(1, min(threads, connections))
     process = await asyncio.create_subprocess_exec(
         wrk_path(),
@@ -86,7 +86,7 @@ async def wrk(
         "--timeout",
         "10s",
         "-s",
-        str(SCRIPTS / script),
+        str(SCRIPTS / "requests.lua"),
         url,
         "--",
         *args,

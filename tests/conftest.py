@@ -1,6 +1,7 @@
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -65,6 +66,18 @@ def make_product(
     return product
 
 
+def database_url(params: dict[str, Any], name: str) -> str:
+    """A DATABASE_URL for database `name` on the test run's server, for a subprocess:
+    `params` are connection.get_connection_params() (as the test run connected, the
+    embedded PostgreSQL's unix socket and port included)."""
+    user = params.get("user") or "postgres"
+    host = str(params.get("host") or "127.0.0.1")
+    port = params.get("port") or 5432
+    if host.startswith("/"):  # the embedded PostgreSQL: a unix socket directory
+        return f"postgres://{user}@/{name}?host={host}&port={port}"
+    return f"postgres://{user}@{host}:{port}/{name}"
+
+
 @pytest.fixture
 def scratch_database_url(django_db_blocker) -> Iterator[str]:
     """A fresh, empty database on the test server, dropped afterwards."""
@@ -74,11 +87,6 @@ def scratch_database_url(django_db_blocker) -> Iterator[str]:
     admin = {k: v for k, v in params.items() if k in {"host", "port", "user", "password"}}
     with psycopg.connect(dbname="postgres", autocommit=True, **admin) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    host = str(admin.get("host") or "")
-    netloc = "" if host.startswith("/") else f"{host}:{admin.get('port') or 5432}"
-    url = f"postgres://{admin.get('user') or 'postgres'}@{netloc}/{name}"
-    if host.startswith("/"):
-        url += f"?host={host}"
-    yield url
+    yield database_url(params, name)
     with psycopg.connect(dbname="postgres", autocommit=True, **admin) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

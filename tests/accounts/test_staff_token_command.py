@@ -17,18 +17,12 @@ from django.db import connection
 
 from djangomart.accounts.models import StaffApiToken
 from djangomart.accounts.services import staff_token_create, staff_token_find, token_hash
+from tests.conftest import database_url
 
 
 def manage(*args: str) -> subprocess.CompletedProcess[str]:
     """`python manage.py <args>` against the test database (the test's rows committed)."""
-    db = connection.settings_dict
-    params = connection.get_connection_params()  # resolved as the test run connects
-    host = str(params.get("host") or "127.0.0.1")
-    port = params.get("port") or 5432
-    if host.startswith("/"):  # the embedded PostgreSQL: a unix socket directory
-        url = f"postgres://{db['USER']}@/{db['NAME']}?host={host}&port={port}"
-    else:
-        url = f"postgres://{db['USER']}@{host}:{port}/{db['NAME']}"
+    url = database_url(connection.get_connection_params(), connection.settings_dict["NAME"])
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     return subprocess.run(
         [sys.executable, "manage.py", *args],

@@ -32,10 +32,16 @@ from djangomart.payments.inbox_worker import (
     stripe_events_worker_run,
 )
 from djangomart.payments.models import StripeEvent
+from tests.conftest import database_url
 from tests.logs import json_lines
 from tests.payments.builders import order_build
 from tests.payments.conftest import event_json, post_event, session_object
-from tests.payments.race_helpers import held_transaction, lock_waiters_wait, wait_until
+from tests.payments.race_helpers import (
+    held_transaction,
+    in_threads,
+    lock_waiters_wait,
+    wait_until,
+)
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -87,6 +93,21 @@ def test_a_stored_event_wakes_a_listening_worker_and_is_committed_by_the_ack(
     assert not notified(listener, timeout=0.5)
 
 
+def test_while_events_are_already_due_storing_more_wakes_nobody(
+    listener: psycopg.Connection[Any],
+) -> None:
+    """In a storm the workers are busy anyway: only the first event of a quiet queue
+    sends the NOTIFY (each one serializes commits), the ones behind it send none."""
+    stored(paid_session(order_build()))
+    assert notified(listener, timeout=2)
+    for _ in range(5):
+        stored(paid_session(order_build()))
+    assert not notified(listener, timeout=0.5)
+    assert stripe_events_work() == 6
+    stored(paid_session(order_build()))  # quiet again: this one wakes a worker
+    assert notified(listener, timeout=2)
+
+
 def test_a_replay_and_a_requeue_wake_the_workers_too(listener: psycopg.Connection[Any]) -> None:
     order = order_build()
     event_id = stored(paid_session(order))
@@ -106,25 +127,8 @@ def test_a_replay_and_a_requeue_wake_the_workers_too(listener: psycopg.Connectio
 def test_two_workers_process_a_backlog_each_event_once() -> None:
     orders = [order_build() for _ in range(20)]
     event_ids = [stored(paid_session(order)) for order in orders for _ in range(3)]
-    barrier = threading.Barrier(2)
-    done: list[int] = []
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            barrier.wait(10)
-            done.append(stripe_events_work())
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not errors, errors
+    done = in_threads(2, lambda i: stripe_events_work())
+    assert all(isinstance(n, int) for n in done), done
     assert sum(done) == len(event_ids)
     rows = StripeEvent.objects.filter(pk__in=event_ids)
     assert {(row.status, row.attempts) for row in rows} == {("processed", 1)}
@@ -290,27 +294,10 @@ def test_racing_workers_never_attempt_a_failed_event_again_before_its_backoff() 
         order = order_build()
         bad = event_json("checkout.session.completed", session_object(order, amount_total="x"))
         bad_id = stored(bad)
-        barrier = threading.Barrier(2)
-        errors: list[BaseException] = []
-
-        def worker(
-            barrier: threading.Barrier = barrier, errors: list[BaseException] = errors
-        ) -> None:
-            try:
-                barrier.wait(10)
-                inbox.stripe_event_process_next()
-                inbox.stripe_event_process_next()
-            except BaseException as exc:  # noqa: BLE001 - re-raised below
-                errors.append(exc)
-            finally:
-                connection.close()
-
-        threads = [threading.Thread(target=worker) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        assert not errors, errors
+        results = in_threads(
+            2, lambda i: (inbox.stripe_event_process_next(), inbox.stripe_event_process_next())
+        )
+        assert not [r for r in results if isinstance(r, Exception)], results
         event = StripeEvent.objects.get(pk=bad_id)
         assert (event.status, event.attempts) == ("failed", 1)
 
@@ -335,12 +322,7 @@ def test_an_older_release_storing_events_without_the_new_column_still_stores_due
 
 
 def test_the_worker_command_stops_on_sigterm_after_its_event() -> None:
-    params = connection.get_connection_params()
-    host = str(params.get("host") or "")
-    netloc = "" if host.startswith("/") else f"{host}:{params.get('port') or 5432}"
-    url = f"postgres://{params.get('user') or 'postgres'}@{netloc}/{params['dbname']}"
-    if host.startswith("/"):
-        url += f"?host={host}"
+    url = database_url(connection.get_connection_params(), connection.settings_dict["NAME"])
     env = {**os.environ, "DATABASE_URL": url, "DEBUG": "1"}
     child = subprocess.Popen(
         [sys.executable, "manage.py", "stripe_events_worker"],

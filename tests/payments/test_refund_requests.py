@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 from django.contrib.auth.models import User
-from django.db import connection, transaction
+from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 from procrastinate.contrib.django import app as procrastinate_app
@@ -37,6 +37,7 @@ from djangomart.payments.refund_requests import (
 )
 from djangomart.payments.tasks import refunds_submit_due_task
 from tests.payments.conftest import run_jobs
+from tests.payments.race_helpers import in_threads
 from tests.payments.stripe_proxy import Handler, StripeProxy
 from tests.stripe_sandbox.harness import SandboxServer
 
@@ -134,29 +135,6 @@ def test_without_an_amount_everything_left_is_refunded(
 
 
 # -- Races -------------------------------------------------------------------------------
-
-
-def in_threads(count: int, work: Any) -> list[Any]:
-    """Runs work(i) in `count` threads (each its own database connection) released
-    together by a barrier; returns each one's result or exception."""
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait(10)
-            results[i] = work(i)
-        except Exception as exc:  # noqa: BLE001 - returned to the test
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    return results
 
 
 def test_staff_refunds_at_the_same_moment_never_refund_more_than_was_paid(

@@ -1,5 +1,6 @@
--- wrk script: POSTs pre-signed Stripe events read from a file, one per line as
--- "<Stripe-Signature>\t<JSON body>". Each of wrk's threads walks its own share of the
+-- wrk script for every benchmark request. With a file, it POSTs pre-signed Stripe events
+-- read from it, one per line as "<Stripe-Signature>\t<JSON body>"; with "-", it GETs the
+-- path. Each of wrk's threads walks its own share of the
 -- lines (line thread_index + k * threads), so no event is sent twice unless the file
 -- runs out for a thread, and then it wraps: done() says so ("wrapped").
 -- Arguments (after --): file, path, number of threads, pause per request in ms (0 for
@@ -28,6 +29,9 @@ function init(args)
   pause = tonumber(args[4] or "0")
   stride = threads_count
   position = index
+  if file == "-" then
+    return
+  end
   for line in io.lines(file) do
     local tab = line:find("\t", 1, true)
     items[#items + 1] = {line:sub(1, tab - 1), line:sub(tab + 1)}
@@ -35,6 +39,9 @@ function init(args)
 end
 
 function request()
+  if #items == 0 then
+    return wrk.format("GET", path, {["X-Forwarded-Proto"] = "https"})
+  end
   if position >= #items then
     wrapped = 1
   end
