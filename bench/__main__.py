@@ -14,8 +14,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import bench.chaos  # registers the chaos benchmark
 import bench.ingest  # registers the webhook ingest benchmark
-import bench.sandbox  # noqa: F401 - registers the sandbox benchmarks
+import bench.sandbox  # registers the sandbox benchmarks
+import bench.storm  # noqa: F401 - registers the storm benchmarks
 from bench import REGISTRY, Result
 from devtools.processes import install_shutdown_handlers
 

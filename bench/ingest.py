@@ -64,9 +64,9 @@ FIXED_RATE_SHARE = 0.6  # of the naive ack's closed-loop rate at REFERENCE conne
 
 
 @contextlib.contextmanager
-def scratch_database() -> Iterator[str]:
-    """A new, empty database on the DATABASE_URL server; dropped afterwards."""
-    base = os.environ["DATABASE_URL"]
+def scratch_database(server: str | None = None) -> Iterator[str]:
+    """A new, empty database on the DATABASE_URL server (or `server`'s); dropped afterwards."""
+    base = server or os.environ["DATABASE_URL"]
     name = f"djangomart_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -138,16 +138,17 @@ async def shop_process(env: dict[str, str]) -> AsyncIterator[str]:
 
 
 def event_payload(index: int) -> str:
-    """A payment_intent.created event about 1.5 KB long, as Stripe sends it (a type the
-    workers ignore: this measures the acknowledgement only)."""
+    """A payment_intent.succeeded event about 1.5 KB long, as Stripe sends it: a type the
+    workers process, so stored due for them (no worker runs here: this measures the
+    acknowledgement only)."""
     now = int(time.time())
     intent = {
         "id": f"pi_bench{index:08d}",
         "object": "payment_intent",
         "amount": 4000,
-        "amount_received": 0,
+        "amount_received": 4000,
         "currency": "usd",
-        "status": "requires_payment_method",
+        "status": "succeeded",
         "metadata": {"order_id": str(uuid.UUID(int=index))},
         "created": now,
         "latest_charge": None,
@@ -167,7 +168,7 @@ def event_payload(index: int) -> str:
             "livemode": False,
             "pending_webhooks": 1,
             "request": {"id": None, "idempotency_key": None},
-            "type": "payment_intent.created",
+            "type": "payment_intent.succeeded",
         }
     )
 

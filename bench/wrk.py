@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,16 @@ class WrkRun:
         }
 
 
+async def _all_sent(process: asyncio.subprocess.Process, scratch: Path, threads: int) -> None:
+    """Waits until every thread has sent its share, then interrupts wrk (SIGINT: it stops
+    sleeping, joins its threads and prints its summary)."""
+    while process.returncode is None:
+        if len(list(scratch.glob("wrk-done-*"))) >= threads:
+            process.send_signal(signal.SIGINT)
+            return
+        await asyncio.sleep(0.02)
+
+
 async def wrk(
     url: str,
     *,
@@ -73,11 +84,15 @@ async def wrk(
     seconds: float,
     args: list[str],
     threads: int = 2,
+    once: Path | None = None,
 ) -> WrkRun:
     """Runs wrk against `url` with bench/wrk/requests.lua and its arguments (file or
     "-", path, threads, pause in ms); the script's done() prints the JSON line read
-    here."""
+    here. `once`: a scratch directory; the file's lines are each sent once and wrk is
+    stopped when all are (`seconds` is then an upper bound)."""
     threads = max(1, min(threads, connections))
+    if once is not None:
+        args = [*args[:4], "once", str(once / "wrk-done-")]
     process = await asyncio.create_subprocess_exec(
         wrk_path(),
         f"-t{threads}",
@@ -94,6 +109,8 @@ async def wrk(
         stderr=asyncio.subprocess.PIPE,
     )
     async with asyncio.timeout(seconds + 60):
+        if once is not None:
+            await _all_sent(process, once, threads)
         out, err = await process.communicate()
     if process.returncode != 0:
         raise RuntimeError(f"wrk failed ({process.returncode}): {err.decode()[-500:]}")

@@ -4,7 +4,10 @@
 -- lines (line thread_index + k * threads), so no event is sent twice unless the file
 -- runs out for a thread, and then it wraps: done() says so ("wrapped").
 -- Arguments (after --): file, path, number of threads, pause per request in ms (0 for
--- none: closed loop; more paces each connection, for the fixed-rate run).
+-- none: closed loop; more paces each connection, for the fixed-rate run), and "once"
+-- plus a path prefix to send each line exactly once: a thread whose share is sent
+-- creates the file <prefix><thread index> and stops (wrk itself sleeps out its duration:
+-- bench/wrk.py interrupts it once every thread has stopped).
 -- done() prints one JSON line that bench/wrk.py reads.
 
 local threads = {}
@@ -22,11 +25,15 @@ wrapped = 0
 local stride = 1
 local path = "/"
 local pause = 0
+local once = false
+local done_prefix = nil
 
 function init(args)
   local file, threads_count = args[1], tonumber(args[3])
   path = args[2]
   pause = tonumber(args[4] or "0")
+  once = args[5] == "once"
+  done_prefix = args[6]
   stride = threads_count
   position = index
   if file == "-" then
@@ -43,6 +50,13 @@ function request()
     return wrk.format("GET", path, {["X-Forwarded-Proto"] = "https"})
   end
   if position >= #items then
+    if once then
+      local marker = io.open(done_prefix .. index, "w")
+      marker:close()
+      wrk.thread:stop()
+      -- request() must return one; the stopped thread never sends it.
+      return wrk.format("GET", "/healthz", {["X-Forwarded-Proto"] = "https"})
+    end
     wrapped = 1
   end
   local item = items[(position % #items) + 1]

@@ -28,6 +28,7 @@ from djangomart.payments import inbox
 from djangomart.payments.handlers import HANDLERS
 from djangomart.payments.inbox_worker import (
     CHANNEL,
+    _Listener,
     stripe_events_work,
     stripe_events_worker_run,
 )
@@ -226,6 +227,33 @@ def test_the_worker_loop_wakes_on_notify_and_outlives_a_lost_connection() -> Non
         worker.join(5)
     assert not worker.is_alive()
     assert processed == [2]
+
+
+def test_the_worker_commits_its_processing_asynchronously_and_the_ack_synchronously() -> None:
+    """The event workers' sessions skip the disk flush per COMMIT (inbox_worker._Listener
+    says why that is safe); every other connection, the webhook's included, keeps it."""
+
+    def setting() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            return str(cursor.fetchone()[0])
+
+    seen: list[str] = []
+
+    def worker() -> None:
+        listener = _Listener()
+        listener.configure()
+        seen.append(setting())
+        connection.close()  # a new connection is configured again
+        listener.configure()
+        seen.append(setting())
+        connection.close()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join(10)
+    assert seen == ["off", "off"]
+    assert setting() == "on"
 
 
 def test_the_command_drains_what_is_due_and_exits() -> None:
