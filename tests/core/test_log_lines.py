@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.error import HTTPError, URLError
 
+import psycopg
 import pytest
 
 from devtools.embedded_db import REPO_ROOT
@@ -21,9 +22,11 @@ from tests.devtools.test_make_run import free_port
 from tests.logs import json_lines
 
 HOST = "127.0.0.1"
-# Short, so that the slow client below costs the test seconds; the Stripe budget plus
+# Short, so that the stuck request below costs the test seconds; the Stripe budget plus
 # its timeouts must end 5 s before it (settings.py refuses to start otherwise).
 WEB_TIMEOUT = 6
+# Short too: how long the server waits for a client's request to arrive.
+WEB_READ_TIMEOUT = 2
 
 
 def shop_env(database_url: str, port: int, debug: str) -> dict[str, str]:
@@ -35,7 +38,9 @@ def shop_env(database_url: str, port: int, debug: str) -> dict[str, str]:
         "ALLOWED_HOSTS": HOST,
         "PORT": str(port),
         "WEB_CONCURRENCY": "1",
+        "WEB_THREADS": "2",
         "WEB_TIMEOUT": str(WEB_TIMEOUT),
+        "WEB_READ_TIMEOUT": str(WEB_READ_TIMEOUT),
         "STRIPE_RETRY_BUDGET": "0.5",
         "STRIPE_CONNECT_TIMEOUT": "0.25",
         "STRIPE_READ_TIMEOUT": "0.25",
@@ -79,7 +84,8 @@ def test_gunicorn_writes_only_json_lines_with_tracebacks_inside(
             preexec_fn=die_with_parent,
         )  # fmt: skip
     base = f"http://{HOST}:{port}"
-    slow_client = socket.socket()
+    slow_client, stuck_client = socket.socket(), socket.socket()
+    lock_holder = None
     try:
 
         def serving() -> bool:
@@ -93,14 +99,30 @@ def test_gunicorn_writes_only_json_lines_with_tracebacks_inside(
         assert get(f"{base}/api/v1/products") == 500
         # ...and a page's uncaught exception goes through Django's handler (django.request).
         assert get(f"{base}/checkout/return?session_id=cs_test_logs") == 500
-        # A client that announces a body and never sends it holds the sync worker until
-        # gunicorn's master kills it after WEB_TIMEOUT.
+        # A request stuck in the database (waiting for a lock this test holds) runs until
+        # gunicorn's master kills its worker after WEB_TIMEOUT.
+        lock_holder = psycopg.connect(scratch_database_url, autocommit=True)
+        lock_holder.execute("CREATE TABLE catalog_product (id integer)")
+        lock_holder.execute("BEGIN")
+        lock_holder.execute("LOCK TABLE catalog_product IN ACCESS EXCLUSIVE MODE")
+        stuck_client.connect((HOST, port))
+        stuck_client.sendall(
+            b"GET /api/v1/products HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-Proto: https\r\n\r\n"
+        )
+        # A client that announces a body and never sends it waits in the worker's event
+        # loop, holding no thread, until WEB_READ_TIMEOUT closes its connection.
         slow_client.connect((HOST, port))
         slow_client.sendall(
             b"POST /webhooks/stripe HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             b"X-Forwarded-Proto: https\r\nContent-Type: application/json\r\n"
             b"Content-Length: 100\r\n\r\n{"
         )
+        # Neither hangs the server: its other thread answers meanwhile.
+        started = time.monotonic()
+        assert get(f"{base}/healthz") == 200
+        assert time.monotonic() - started < 1
+        slow_client.settimeout(WEB_READ_TIMEOUT + 3)
+        assert slow_client.recv(1024) == b""  # closed, with no answer
 
         def replaced() -> bool:
             # Either stream: wherever the lines go, the checks below say if it is right.
@@ -108,8 +130,13 @@ def test_gunicorn_writes_only_json_lines_with_tracebacks_inside(
             return "Booting worker" in output.partition("WORKER TIMEOUT")[2]
 
         wait_for(replaced, "worker timeout and a new worker", server)
+        stuck_client.settimeout(10)
+        assert stuck_client.recv(1024) == b""  # killed: no answer at all
     finally:
+        if lock_holder is not None:
+            lock_holder.close()
         slow_client.close()
+        stuck_client.close()
         server.send_signal(signal.SIGTERM)
         try:
             server.wait(timeout=30)
@@ -140,7 +167,12 @@ def test_gunicorn_writes_only_json_lines_with_tracebacks_inside(
     [timeout] = [r for r in records if r["message"].startswith("WORKER TIMEOUT")]
     assert timeout["level"] == "CRITICAL"
     # Where the killed worker was stuck: the request it was serving, with its stack.
-    assert "webhooks.py" in traceback_of("gunicorn.error", "Error handling request")
+    [stuck] = [
+        r for r in records if r["message"] == "Request still running when the worker timed out"
+    ]
+    assert (stuck["logger"], stuck["level"]) == ("gunicorn.error", "ERROR")
+    assert stuck["running_s"] >= WEB_TIMEOUT
+    assert "djangomart/catalog/api.py" in stuck["stack"]
 
 
 def test_django_records_and_warnings_are_json_lines_on_stdout_only() -> None:

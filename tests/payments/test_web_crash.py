@@ -89,7 +89,7 @@ class Web:
 
 @pytest.fixture
 def web(tmp_path: Path) -> Iterator[Web]:
-    """gunicorn (one sync worker) serving crashing_wsgi on this run's test database."""
+    """gunicorn (one worker) serving crashing_wsgi on this run's test database."""
     port = free_port()
     env = {
         **os.environ,
