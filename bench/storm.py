@@ -51,6 +51,7 @@ import psycopg
 import stripe
 
 from bench import Result, register
+from bench.app.views import NAIVE_DDL
 from bench.ingest import QUICK, REPO, RESULTS, scratch_database, shop_env, shop_process
 from bench.sandbox import HOST, free_port, sandbox_process
 from bench.wrk import WrkRun, wrk
@@ -69,6 +70,9 @@ SETUP_CONCURRENCY = 16
 SAMPLE_SECONDS = 0.25
 SETTLE_TIMEOUT = 240.0  # seconds after the last delivery
 EVENTS_PER_S_TARGET = 1000.0
+HOT_ORDERS = 10
+HOT_DECLINES = 60 if QUICK else 150  # per hot order, each 2 events, then the payment
+HOT_P99_TARGET = 10.0  # the seed-style handler's ack p99 over DjangoMart's, at least
 
 GOOD_CARD = "4242424242424242"
 DECLINED_CARD = "4000000000000002"
@@ -136,6 +140,7 @@ class Storm:
     report: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     chaos: dict[str, Any] = field(default_factory=dict)
+    baselines: dict[str, Any] = field(default_factory=dict)  # the seed-style comparisons
 
     @property
     def events_per_s(self) -> float:
@@ -164,6 +169,7 @@ class Storm:
             "delivery": None if self.wrk is None else self.wrk.as_dict(),
             "correctness": self.report,
             **({"chaos": self.chaos} if self.chaos else {}),
+            **({"baselines": self.baselines} if self.baselines else {}),
         }
 
 
@@ -228,16 +234,20 @@ async def _gather_limited(limit: int, jobs: list[Callable[[], Awaitable[None]]])
     await asyncio.gather(*(runner() for _ in range(limit)))
 
 
-async def orders_create(http: aiohttp.ClientSession, url: str, skus: list[str]) -> list[Order]:
-    """ORDERS checkouts through the shop's API, each for one unit of a SKU taken in turn."""
-    rng = random.Random(SEED)  # noqa: S311 - a reproducible storm, not a secret
+async def orders_create(
+    http: aiohttp.ClientSession, url: str, skus: list[str], *, count: int = ORDERS
+) -> list[Order]:
+    """`count` checkouts through the shop's API, each for one unit of a SKU taken in
+    turn, each with a flow drawn from FLOWS."""
+    rng = random.Random(SEED + count)  # noqa: S311 - a reproducible storm, not a secret
     names = [name for name, _ in FLOWS]
     weights = [weight for _, weight in FLOWS]
-    plan = [(i, rng.choices(names, weights)[0], skus[i % len(skus)]) for i in range(ORDERS)]
+    plan = [(i, rng.choices(names, weights)[0], skus[i % len(skus)]) for i in range(count)]
     created: list[Order] = []
 
     async def one(index: int, flow: str, sku: str) -> None:
-        body = {"email": f"storm{index}@example.com", "lines": [{"sku": sku, "quantity": 1}]}
+        body = {"email": f"storm{index}-{count}@example.com",
+                "lines": [{"sku": sku, "quantity": 1}]}  # fmt: skip
         async with http.post(f"{url}/api/v1/checkout", json=body,
                              headers={"X-Forwarded-Proto": "https"}) as response:  # fmt: skip
             data = await response.json()
@@ -479,11 +489,17 @@ def correctness(
         }
         # One event may write several timeline lines (a dispute opened and its funds
         # withdrawn, two refunds a charge.refunded makes up for), and one fact may come
-        # from several events; but a fact (a transition, a refund's or a dispute's change
-        # of status, a payment recorded) is written once.
+        # from several events; but a fact (a transition, a payment recorded, a refund's
+        # or a dispute's change of status) is written once, and no event writes the same
+        # line twice. A declined attempt is a fact of its own event: each of an order's
+        # declines writes the same line once.
         repeated_lines = conn.execute(
-            "SELECT order_id, kind, count(*) FROM orders_orderevent WHERE stripe_event_id <> ''"
+            "SELECT order_id::text, kind, count(*) FROM orders_orderevent"
+            " WHERE stripe_event_id <> '' AND kind <> 'payment_attempt_failed'"
             " GROUP BY order_id, kind, from_status, to_status, message HAVING count(*) > 1"
+            " UNION ALL SELECT stripe_event_id, kind, count(*) FROM orders_orderevent"
+            " WHERE stripe_event_id <> '' GROUP BY stripe_event_id, kind, message"
+            " HAVING count(*) > 1"
         ).fetchall()
         repeated_payments = conn.execute(
             "SELECT stripe_payment_intent_id, count(*) FROM payments_payment"
@@ -505,7 +521,7 @@ def correctness(
             " ON o.id = l.order_id WHERE o.status IN ('paid', 'fulfilled') GROUP BY 1"
         ).fetchall())  # fmt: skip
     lost = [e["id"] for e in events if stored.get(e["id"]) not in FINAL_EVENT]
-    double = [f"order {r[0]}: the same {r[1]} line {r[2]} times" for r in repeated_lines]
+    double = [f"{r[0]}: the same {r[1]} line {r[2]} times" for r in repeated_lines]
     double += [f"payment {r[0]} recorded {r[1]} times" for r in repeated_payments]
     wrong: list[str] = []
     by_flow: Counter[str] = Counter()
@@ -595,8 +611,21 @@ async def storm_stage(server: str | None = None) -> AsyncIterator[dict[str, Any]
                 }
 
 
-async def storm_run(chaos: Chaos | None = None, server: str | None = None) -> Storm:
-    """One storm, with `chaos` (bench.chaos) running beside the deliveries if given."""
+async def deliver(
+    url: str, path: str, file: Path, connections: int = DELIVERY_CONNECTIONS
+) -> WrkRun:
+    """Every line of `file` POSTed once to `path` by wrk over `connections` connections."""
+    threads = 2
+    return await wrk(url + path, connections=connections, seconds=SETTLE_TIMEOUT,
+                     threads=threads, args=[str(file), path, str(threads), "0"],
+                     once=file.parent)  # fmt: skip
+
+
+async def storm_run(
+    chaos: Chaos | None = None, server: str | None = None, *, baselines: bool = False
+) -> Storm:
+    """One storm, with `chaos` (bench.chaos) running beside the deliveries if given;
+    `baselines`: then the hot-order storm, and both fed to the seed-style handler."""
     async with storm_stage(server) as stage:
         storm: Storm = stage["storm"]
         database_url, url = stage["database_url"], stage["url"]
@@ -606,15 +635,7 @@ async def storm_run(chaos: Chaos | None = None, server: str | None = None) -> St
             sampler = asyncio.create_task(backlog_sample(database_url, started, storm, stop))
             chaos_task = asyncio.create_task(chaos(stage, workers, storm, stop)) if chaos else None
             try:
-                threads = 2
-                storm.wrk = await wrk(
-                    url + "/webhooks/stripe",
-                    connections=DELIVERY_CONNECTIONS,
-                    seconds=SETTLE_TIMEOUT,
-                    threads=threads,
-                    args=[str(stage["file"]), "/webhooks/stripe", str(threads), "0"],
-                    once=stage["file"].parent,
-                )
+                storm.wrk = await deliver(url, "/webhooks/stripe", stage["file"])
                 storm.redelivered = await redeliver_missing(
                     stage["http"], url, database_url, stage["events"]
                 )
@@ -631,11 +652,59 @@ async def storm_run(chaos: Chaos | None = None, server: str | None = None) -> St
                 for task in (sampler, chaos_task):
                     if task is not None:
                         await task
-        truth = await sandbox_truth(stage["sandbox"], stage["orders"])
-        storm.report = correctness(
-            database_url, stage["events"], stage["orders"], truth, stage["initial"]
-        )
+            hot = await hot_storm(stage) if baselines else None
+        orders = stage["orders"] + (hot["orders"] if hot else [])
+        events = stage["events"] + (hot["events"] if hot else [])
+        truth = await sandbox_truth(stage["sandbox"], orders)
+        storm.report = correctness(database_url, events, orders, truth, stage["initial"])
+        if hot is not None:
+            # After the report: the seed-style handler writes to the same orders.
+            await seed_style_runs(stage, hot)
     return storm
+
+
+async def hot_storm(stage: dict[str, Any]) -> dict[str, Any]:
+    """HOT_ORDERS orders, each declined HOT_DECLINES times and then paid, their events
+    delivered like the storm's (duplicates, reordering) to DjangoMart with the event
+    workers running (inside event_workers()); returns what seed_style_runs replays."""
+    storm: Storm = stage["storm"]
+    url, sandbox = stage["url"], stage["sandbox"]
+    known = {e["id"] for e in stage["events"]}
+    sku = next(iter(stage["initial"]))
+    created = await orders_create(stage["http"], url, [sku], count=HOT_ORDERS)
+    orders = [Order(o.id, o.session_id, "hot", o.sku) for o in created]
+
+    async def declines(order: Order) -> None:
+        for _ in range(HOT_DECLINES):
+            await sandbox.pay(order.session_id, card=DECLINED_CARD)
+        await sandbox.pay(order.session_id, card=GOOD_CARD)
+
+    await asyncio.gather(*(declines(o) for o in orders))
+    events = [e for e in await sandbox.events() if e["id"] not in known]
+    bodies = storm_deliveries(events, random.Random(SEED + 1))  # noqa: S311 - reproducible
+    file = signed_file(stage["file"].parent / "hot.tsv", bodies)
+    run = await deliver(url, "/webhooks/stripe", file)
+    await redeliver_missing(stage["http"], url, stage["database_url"], events)
+    expected = storm.events + len(events)
+    if not await settled(stage["database_url"], expected, time.monotonic() + SETTLE_TIMEOUT):
+        storm.problems.append("the hot-order storm did not settle")
+    storm.baselines["hot"] = {"orders": HOT_ORDERS, "events": len(events),
+                              "deliveries": len(bodies), "djangomart": run.as_dict()}  # fmt: skip
+    return {"orders": orders, "events": events, "file": file}
+
+
+async def seed_style_runs(stage: dict[str, Any], hot: dict[str, Any]) -> None:
+    """The same storm, then the same hot-order storm, to the seed-style handler."""
+    storm: Storm = stage["storm"]
+    with psycopg.connect(stage["database_url"], autocommit=True) as conn:
+        conn.execute(NAIVE_DDL)
+    seed = await deliver(stage["url"], "/bench/seed-style", stage["file"])
+    storm.baselines["storm"] = {
+        "djangomart": None if storm.wrk is None else storm.wrk.as_dict(),
+        "seed_style": seed.as_dict(),
+    }
+    hot_seed = await deliver(stage["url"], "/bench/seed-style", hot["file"])
+    storm.baselines["hot"]["seed_style"] = hot_seed.as_dict()
 
 
 def backlog_plot(storm: Storm, path: Path, title: str) -> Path:
@@ -668,7 +737,7 @@ _MEASURED: dict[str, Storm] = {}
 
 async def _storm() -> Storm:
     if "storm" not in _MEASURED:
-        storm = await storm_run()
+        storm = await storm_run(baselines=True)
         backlog_plot(storm, RESULTS / "storm.png",
                      f"Storm: {storm.deliveries:,} deliveries of {storm.events:,} events,"
                      f" {STORM_WORKERS} workers")  # fmt: skip
@@ -691,3 +760,18 @@ async def storm_correctness() -> Result:
     return Result("storm.correctness", storm.errors, "lost + double-applied + wrong", 0,
                   higher_is_better=False, details=storm.report,
                   error="; ".join(storm.problems) or None)  # fmt: skip
+
+
+@register("storm.hot_orders_ack_p99")
+async def storm_hot_orders_ack_p99() -> Result:
+    """Thousands of events for HOT_ORDERS orders: the seed-style handler's ack p99 over
+    DjangoMart's (workers running), same server, same deliveries."""
+    storm = await _storm()
+    hot = storm.baselines.get("hot", {})
+    ours, seed = hot.get("djangomart"), hot.get("seed_style")
+    if not ours or not seed:
+        return Result("storm.hot_orders_ack_p99", 0.0, "x lower p99", HOT_P99_TARGET,
+                      error="the hot-order storm did not run")  # fmt: skip
+    return Result("storm.hot_orders_ack_p99", seed["p99_ms"] / ours["p99_ms"],
+                  "x lower p99 than seed-style", HOT_P99_TARGET,
+                  details=storm.baselines, error="; ".join(storm.problems) or None)  # fmt: skip

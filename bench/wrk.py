@@ -92,6 +92,8 @@ async def wrk(
     stopped when all are (`seconds` is then an upper bound)."""
     threads = max(1, min(threads, connections))
     if once is not None:
+        for marker in once.glob("wrk-done-*"):  # an earlier run's
+            marker.unlink()
         args = [*args[:4], "once", str(once / "wrk-done-")]
     process = await asyncio.create_subprocess_exec(
         wrk_path(),

@@ -5,4 +5,5 @@ from bench.app import views
 urlpatterns = [
     path("bench/bare", views.bare),
     path("bench/naive-ack", views.naive_ack),
+    path("bench/seed-style", views.seed_style),
 ]
