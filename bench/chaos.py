@@ -1,7 +1,7 @@
 """The storm again (bench.storm), while the bench breaks things: every KILL_EVERY
 seconds it SIGKILLs a random web process (a gunicorn worker, which gunicorn's master
 replaces) or Stripe event worker (which the bench starts again, as a process
-supervisor would), and once, when about half of the storm's events are stored, it
+supervisor would), and once, when a quarter of the storm's events are processed, it
 restarts PostgreSQL in immediate mode: a crash, with no checkpoint and no goodbye to
 any client.
 
@@ -40,8 +40,11 @@ from bench.storm import Storm, backlog_plot, event_worker, storm_run
 from devtools.embedded_db import embedded_postgres
 
 KILL_EVERY = 1.5 if QUICK else 2.5  # seconds between kills
-RESTART_AT_SHARE = 0.5  # of the storm's events stored when PostgreSQL is restarted
+# Of the storm's events processed when PostgreSQL is restarted: the workers are busy
+# committing, so the crash takes some of their commits with it.
+RESTART_AT_SHARE = 0.25
 SEED = 99
+PROCESSED = "status = 'processed'"
 
 
 @contextlib.contextmanager
@@ -57,7 +60,10 @@ def private_postgres() -> Iterator[tuple[str, Path]]:
 
 def postgres_crash_restart(pgdata: Path) -> None:
     """`pg_ctl restart -m immediate`: the postmaster and every backend stop at once, with
-    no checkpoint; the restart replays the WAL, as after a power cut."""
+    no checkpoint; the restart replays the WAL. A crash of PostgreSQL, not of the
+    machine: WAL that PostgreSQL had written but not flushed survives in the OS's page
+    cache, so what this loses is what was still in PostgreSQL's own buffers (the last
+    asynchronous commits' WAL, up to wal_writer_delay's worth)."""
     from embedded_postgres import _commands
     from embedded_postgres.postgres_server import get_server
 
@@ -84,6 +90,7 @@ class Chaos:
         self.timeline: list[tuple[float, str]] = []
         self.kills = {"web": 0, "worker": 0}
         self.restarts = 0
+        self.lost_to_crash = 0
 
     async def __call__(
         self,
@@ -96,11 +103,20 @@ class Chaos:
         next_kill = started + KILL_EVERY
         while not stop.is_set():
             now = time.monotonic()
-            if not self.restarts and self._stored(stage) >= RESTART_AT_SHARE * storm.events:
-                self.timeline.append((now - started, "postgres restart (immediate)"))
+            if (
+                not self.restarts
+                and (before := self._count(stage, PROCESSED)) >= RESTART_AT_SHARE * storm.events
+            ):
+                self.timeline.append((now - started, f"postgres restart (immediate), {before}"
+                                      " events processed"))  # fmt: skip
                 await asyncio.to_thread(postgres_crash_restart, self.pgdata)
                 self.restarts += 1
-                self.timeline.append((time.monotonic() - started, "postgres up"))
+                after = self._count(stage, PROCESSED)
+                # Fewer after than before: processing transactions the crash took away
+                # (committed asynchronously), to be redone from their events.
+                self.lost_to_crash = max(0, before - after)
+                self.timeline.append((time.monotonic() - started, f"postgres up, {after}"
+                                      " events processed"))  # fmt: skip
             elif now >= next_kill:
                 self._kill_one(stage, workers, now - started)
                 next_kill = now + KILL_EVERY
@@ -108,10 +124,12 @@ class Chaos:
                 await asyncio.wait_for(stop.wait(), 0.1)
         storm.chaos = self.summary()
 
-    def _stored(self, stage: dict[str, Any]) -> int:
+    def _count(self, stage: dict[str, Any], where: str = "true") -> int:
+        """Stored events (matching `where`), or 0 while the database is away."""
         try:
-            with psycopg.connect(stage["database_url"], connect_timeout=2) as conn:
-                row = conn.execute("SELECT count(*) FROM payments_stripeevent").fetchone()
+            with psycopg.connect(stage["database_url"], connect_timeout=5) as conn:
+                sql = f"SELECT count(*) FROM payments_stripeevent WHERE {where}"  # noqa: S608
+                row = conn.execute(sql).fetchone()
                 return int(row[0]) if row else 0
         except psycopg.Error:
             return 0
@@ -139,6 +157,10 @@ class Chaos:
         return {
             "kills": self.kills,
             "postgres_restarts": self.restarts,
+            # At least this many processed events the crash rolled back (asynchronous
+            # commits whose WAL was still in PostgreSQL's buffers), each processed again
+            # afterwards; the workers may have processed others before the count.
+            "processing_lost_to_the_crash_at_least": self.lost_to_crash,
             "kill_every_seconds": KILL_EVERY,
             "timeline": [(round(t, 2), what) for t, what in self.timeline],
         }

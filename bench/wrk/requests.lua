@@ -7,7 +7,10 @@
 -- none: closed loop; more paces each connection, for the fixed-rate run), and "once"
 -- plus a path prefix to send each line exactly once: a thread whose share is sent
 -- creates the file <prefix><thread index> and stops (wrk itself sleeps out its duration:
--- bench/wrk.py interrupts it once every thread has stopped).
+-- bench/wrk.py interrupts it once every thread has stopped). A stopped thread may still
+-- send a GET /healthz or two (request() must return something) and does not count the
+-- answers to the requests it had in flight: the server got those events, and their
+-- latencies are left out.
 -- done() prints one JSON line that bench/wrk.py reads.
 
 local threads = {}
@@ -26,6 +29,7 @@ local stride = 1
 local path = "/"
 local pause = 0
 local once = false
+local discard_first = false
 local done_prefix = nil
 
 function init(args)
@@ -36,6 +40,9 @@ function init(args)
   done_prefix = args[6]
   stride = threads_count
   position = index
+  -- wrk calls request() once on thread 0 before the run, to check the script, and
+  -- throws that request away: it must not use up a line.
+  discard_first = index == 0
   if file == "-" then
     return
   end
@@ -54,13 +61,17 @@ function request()
       local marker = io.open(done_prefix .. index, "w")
       marker:close()
       wrk.thread:stop()
-      -- request() must return one; the stopped thread never sends it.
+      -- request() must return one.
       return wrk.format("GET", "/healthz", {["X-Forwarded-Proto"] = "https"})
     end
     wrapped = 1
   end
   local item = items[(position % #items) + 1]
-  position = position + stride
+  if discard_first then
+    discard_first = false
+  else
+    position = position + stride
+  end
   return wrk.format("POST", path, {
     ["Content-Type"] = "application/json",
     ["Stripe-Signature"] = item[1],

@@ -4,7 +4,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, UnreadablePostError
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 
@@ -50,6 +50,12 @@ def register_error_handlers(api: NinjaAPI) -> None:
     @api.exception_handler(Http404)
     def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
         return generic_error_response(404)
+
+    @api.exception_handler(UnreadablePostError)
+    def body_incomplete(request: HttpRequest, exc: UnreadablePostError) -> HttpResponse:
+        # The client stopped sending its body (the web worker's WEB_READ_TIMEOUT), as
+        # djangomart.core.middleware answers it outside the API.
+        return error_response(400, "bad_request", "The request body did not arrive in full.")
 
     @api.exception_handler(Exception)
     def unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:

@@ -6,7 +6,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, UnreadablePostError
 
 from djangomart.core.errors import error_response, generic_error_response
 
@@ -70,6 +70,13 @@ class JsonErrorMiddleware:
                     replacement[header] = response[header]
             return replacement
         return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        """A body the client stopped sending (the web worker's WEB_READ_TIMEOUT) is the
+        client's fault: a 400, not a 500 with a traceback."""
+        if isinstance(exception, UnreadablePostError):
+            return error_response(400, "bad_request", "The request body did not arrive in full.")
+        return None
 
 
 class NulGuardMiddleware:

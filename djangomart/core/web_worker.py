@@ -19,11 +19,12 @@ connection of the worker. So this worker:
   connection's accept, or on a kept-alive connection from the first byte of its next
   request; then the connection is closed. An idle kept-alive connection is closed after
   gunicorn's `keepalive`, as before;
-- bounds every wait of a thread on a client's socket (the rest of a large body, writing
-  the answer to a client that does not read it) by WEB_READ_TIMEOUT;
+- bounds what a thread reads of one request (the rest of a large head or body) by
+  WEB_READ_TIMEOUT in total, and each write of the answer by WEB_READ_TIMEOUT;
 - waits for the client's side of a closed connection to close in the event loop, never
   blocking it;
-- gives the master, as its heartbeat, the start of its oldest request in progress, so
+- gives the master, as its heartbeat, the start of its oldest request in progress
+  (from its parsed head), so
   that a request running longer than WEB_TIMEOUT gets its worker killed as the sync
   worker's did (settings.py bounds the Stripe calls of a request against it), and logs
   where each request it was serving was stuck before it dies.
@@ -41,6 +42,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -73,19 +75,21 @@ def read_timeout() -> float:
     return seconds
 
 
-def request_arrived(received: bytes | bytearray) -> bool:
-    """Whether a thread can take a connection that has received these bytes of its next
-    request without waiting for the client: the head has ended, and so has the body its
-    Content-Length announces. Only when to hand over is decided here; whether the
-    request is valid is gunicorn's parser's call, so anything this does not recognise is
-    handed over at once."""
+def request_needs(received: bytes | bytearray) -> int | None:
+    """How many bytes a request that begins with `received` needs before a thread can
+    take it without waiting for the client: None while its head has not ended, 0 to
+    hand it over now (a head with bare line feeds, a chunked body, `Expect`, no body or
+    one the parser refuses, or BUFFERED_REQUEST_MAX reached), else the head and its
+    Content-Length body. Only when to hand over is decided here; whether the request is
+    valid is gunicorn's parser's call, so anything this does not recognise is handed
+    over at once."""
     if len(received) >= BUFFERED_REQUEST_MAX:
-        return True
+        return 0
     end = received.find(b"\r\n\r\n")
     if received.find(b"\n\n", 0, None if end < 0 else end) >= 0:
-        return True  # a head with bare line feeds: the parser refuses it or reads it
+        return 0  # a head with bare line feeds: the parser refuses it or reads it
     if end < 0:
-        return False
+        return None
     lengths = []
     for line in bytes(received[:end]).split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
@@ -93,15 +97,43 @@ def request_arrived(received: bytes | bytearray) -> bool:
         if name in (b"transfer-encoding", b"expect"):
             # Chunked bodies are read by the thread; a client that expects
             # 100 Continue sends its body only once the thread has answered that.
-            return True
+            return 0
         if name == b"content-length":
             lengths.append(value.strip())
     if len(lengths) != 1:
-        return True  # no body, or one the parser refuses
+        return 0  # no body, or one the parser refuses
     length = lengths[0]
     if not length.isdigit() or len(length) > 18:
-        return True
-    return len(received) - (end + 4) >= int(length)
+        return 0
+    return end + 4 + int(length)
+
+
+def request_arrived(received: bytes | bytearray) -> bool:
+    """Whether a thread can take a connection that has received these bytes of its next
+    request without waiting for the client (request_needs)."""
+    needed = request_needs(received)
+    return needed is not None and len(received) >= needed
+
+
+def _reads_bound(unreader: Any, deadline: Callable[[], float]) -> None:
+    """Bounds everything the thread reads of one request (the rest of its head, its
+    body) by `deadline()`, not only each recv(): a client that sends a byte every few
+    seconds would otherwise hold the thread, and the request's heartbeat, for as long
+    as it likes. Past it, the read raises TimeoutError, an OSError: the webhook answers
+    400 `incomplete_body`, the API 400 `bad_request` (djangomart.core.middleware).
+    Installed once per connection: its parser, and so its unreader, serves every
+    request of a kept-alive connection."""
+    sock = unreader.sock
+    chunk = unreader.chunk
+
+    def bounded_chunk(size_hint: int | None = None) -> bytes:
+        left = deadline() - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the client did not send its request within WEB_READ_TIMEOUT")
+        sock.settimeout(left)
+        return chunk(size_hint)  # type: ignore[no-any-return]
+
+    unreader.chunk = bounded_chunk
 
 
 class _Connection(TConn):  # type: ignore[misc]
@@ -111,15 +143,49 @@ class _Connection(TConn):  # type: ignore[misc]
         super().__init__(*args)
         self.worker = worker
         self.received = bytearray()
+        self.read_deadline = 0.0
+        self.reads_bound = False
+        self._request_reset()
+
+    def _request_reset(self) -> None:
+        # What arrived() learnt of the request being received: the bytes it needs once
+        # its head has ended, how far it looked, how many lines it saw.
+        self.needed: int | None = None
+        self.scanned = 0
+        self.lines = 0
+
+    def arrived(self) -> bool:
+        """request_arrived() for self.received, looking at each byte a bounded number of
+        times however the request trickles in (a head of thousands of tiny lines sent
+        a byte at a time must not cost the event loop a scan of the whole head per
+        byte): the head is parsed once, when it has ended, or once it has more lines
+        than gunicorn's parser accepts (which then refuses it)."""
+        received = self.received
+        if self.needed is None:
+            start = max(0, self.scanned - 3)  # a head end may straddle two reads
+            self.lines += received.count(b"\n", self.scanned)
+            self.scanned = len(received)
+            ended = received.find(b"\n\n", start) >= 0 or received.find(b"\r\n\r\n", start) >= 0
+            too_many = self.lines > self.worker.cfg.limit_request_fields + 1
+            if not (ended or too_many or len(received) >= BUFFERED_REQUEST_MAX):
+                return False
+            needed = request_needs(received)
+            self.needed = 0 if needed is None else needed
+        return len(received) >= self.needed or len(received) >= BUFFERED_REQUEST_MAX
 
     def init(self) -> None:
         # Runs in the thread before each request (gunicorn made the socket blocking
         # without a timeout just before).
         super().init()
         self.sock.settimeout(self.worker.read_timeout)
+        self.read_deadline = time.monotonic() + self.worker.read_timeout
+        if not self.reads_bound:
+            _reads_bound(self.parser.unreader, lambda: self.read_deadline)
+            self.reads_bound = True
         if self.received:
             self.parser.unreader.unread(bytes(self.received))
             self.received.clear()
+        self._request_reset()
 
     def close(self, graceful: bool = False) -> None:
         if graceful:
@@ -163,6 +229,13 @@ class WebWorker(ThreadWorker):  # type: ignore[misc]
         try:
             sock, address = listener.accept()
         except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                # Out of file descriptors: the connection waits in the listen backlog;
+                # the lingering closes give theirs back first (they only wait for a FIN).
+                self.log.warning("Cannot accept a connection: %s", exc)
+                while self.lingering:
+                    self.linger_end(self.lingering.popleft())
+                return
             if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                 raise
             return
@@ -196,7 +269,7 @@ class WebWorker(ThreadWorker):  # type: ignore[misc]
             data = b""
         if data:
             conn.received += data
-        if data is None or (data and not request_arrived(conn.received)):
+        if data is None or (data and not conn.arrived()):
             if not waiting:
                 self.await_request(conn)
             return
@@ -221,7 +294,7 @@ class WebWorker(ThreadWorker):  # type: ignore[misc]
         """gunicorn calls this for a kept-alive connection whose next request the thread
         read ahead, in part or whole, with the previous one."""
         conn.received += conn.parser.unreader.take_buffered()
-        if request_arrived(conn.received):
+        if conn.arrived():
             super().enqueue_req(conn)
         else:
             self.await_request(conn)
@@ -238,6 +311,9 @@ class WebWorker(ThreadWorker):  # type: ignore[misc]
             sock.close()
             return
         self.lingering.append(entry)
+        # gthread's finish_request has already stopped counting this connection; its
+        # socket is still open, so it counts against worker_connections until closed.
+        self.nr_conns += 1
 
     def on_lingering(self, entry: _Lingering, _sock: object) -> None:
         try:
@@ -255,6 +331,7 @@ class WebWorker(ThreadWorker):  # type: ignore[misc]
             entry.closed = True
             self.poller.unregister(entry.sock)
             entry.sock.close()
+            self.nr_conns -= 1
 
     def murder_pending(self) -> None:
         super().murder_pending()
@@ -264,12 +341,14 @@ class WebWorker(ThreadWorker):  # type: ignore[misc]
 
     # -- WEB_TIMEOUT still ends a stuck request ---------------------------------------
 
-    def handle(self, conn: _Connection) -> Any:
+    def handle_request(self, req: Any, conn: _Connection) -> Any:
+        # From the parsed head on: reading the head is bounded by WEB_READ_TIMEOUT
+        # (_read_deadline_set) and is the client's time, not the application's.
         ident = threading.get_ident()
         with self.running_lock:
             self.running[ident] = time.monotonic()
         try:
-            return super().handle(conn)
+            return super().handle_request(req, conn)
         finally:
             with self.running_lock:
                 del self.running[ident]

@@ -207,6 +207,10 @@ def reconcile_run(
         now = timezone.now()
         _interrupted_runs_close(now)
         run = ReconciliationRun.objects.create(trigger=trigger)
+        requeued = inbox.stripe_events_ignored_requeue()
+        if requeued:
+            logger.warning("reconcile: ignored events of a handled type queued again",
+                           extra={"events": requeued})  # fmt: skip
         try:
             events_backfill(run, since=since)
         except gateway.GatewayError as exc:

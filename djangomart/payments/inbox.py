@@ -116,7 +116,8 @@ def _row_values(event: dict[str, Any], payload: str) -> list[Any]:
     mark it: in a storm, about 40% of Stripe's events (payment_intent.created,
     charge.succeeded, ...) then cost no worker a transaction. A release that starts
     reading such a type puts the ones stored before back in the inbox with a migration
-    (as payments/0003 did for refunds and disputes); staff's Replay works on them too."""
+    (as payments/0003 did for refunds and disputes), and stripe_events_ignored_requeue
+    those its old web processes store meanwhile; staff's Replay works on them too."""
     obj = event["data"]["object"]
     object_id = obj.get("id") if isinstance(obj.get("id"), str) else ""
     kind = obj.get("object")
@@ -474,3 +475,18 @@ def stripe_events_waiting_requeue(*, order_id: uuid.UUID, intent_id: str) -> int
         next_attempt_at=Now(), updated_at=now,
     )  # fmt: skip
     return len(ids)
+
+
+def stripe_events_ignored_requeue() -> int:
+    """Queues again the events stored `ignored` whose type a handler now reads; returns
+    how many. The acknowledgement decides `ignored` by the HANDLERS of the web process
+    that stored the event: during a release that starts handling a type, web processes
+    of the old release still store that type `ignored` after the new release's migration
+    repaired the older ones. The reconciliation job (payments.backfill.reconcile_run)
+    runs this every five minutes, so such an event is processed by the new release's
+    workers within minutes. An event is `ignored` for no other reason than its type, so
+    one of a handled type is always such a leftover."""
+    return StripeEvent.objects.filter(status=Status.IGNORED, type__in=list(HANDLERS)).update(
+        status=Status.RECEIVED, attempts=0, last_error="", processed_at=None,
+        next_attempt_at=Now(), updated_at=timezone.now(),
+    )  # fmt: skip

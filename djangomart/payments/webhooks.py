@@ -31,7 +31,7 @@ _ACK = {
 }
 
 # Counters for the log line; per process, reset on restart.
-REFUSED = {"method": 0, "signature": 0, "payload": 0, "too_large": 0}
+REFUSED = {"method": 0, "signature": 0, "payload": 0, "too_large": 0, "incomplete": 0}
 
 
 @csrf_exempt
@@ -46,7 +46,12 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     declared = request.META.get("CONTENT_LENGTH") or "0"
     if not declared.isdigit() or int(declared) > MAX_BODY_BYTES:
         return _refuse("too_large", 413, "payload_too_large", "The body is larger than 1 MiB.")
-    payload = request.read(MAX_BODY_BYTES + 1)
+    try:
+        payload = request.read(MAX_BODY_BYTES + 1)
+    except OSError:
+        # The client stopped sending its body (the web worker's read timeout,
+        # WEB_READ_TIMEOUT): nothing to store, and Stripe sends it again.
+        return _refuse("incomplete", 400, "incomplete_body", "The body did not arrive in full.")
     if len(payload) > MAX_BODY_BYTES:
         return _refuse("too_large", 413, "payload_too_large", "The body is larger than 1 MiB.")
     try:

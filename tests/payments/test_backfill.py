@@ -3,6 +3,7 @@ are read from the sandbox's GET /v1/events over real HTTP and stored through the
 inbox path, once, oldest first; the cursor moves only on success; runs are serialized.
 Webhooks reach the shop on a live server; `paused` is the outage."""
 
+import json
 import os
 import random
 import socket
@@ -17,6 +18,7 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+from urllib.request import Request, urlopen
 
 import pytest
 from django.conf import settings
@@ -725,3 +727,37 @@ def test_webhooks_down_while_50_orders_move_money_one_reconcile_run_brings_all_t
     disputes = ["disputed", "dispute_lost", "amount_lost_to_disputes", "attention_dispute_open",
                 "attention_dispute_lost"]  # fmt: skip
     assert mismatches(truth, disputes, set(PLAN), plan) == []
+
+
+def test_reconcile_queues_again_an_event_an_older_release_stored_ignored(
+    shop: SandboxServer, client: Client
+) -> None:
+    """During a release that starts handling a type, web processes of the old release
+    acknowledge that type as `ignored` (their HANDLERS lack it) even after the new
+    release's migration ran: the next reconciliation run puts such an event back in the
+    inbox, and the workers apply it."""
+    shop.configure(paused=True)  # the sandbox delivers nothing: the old web stores it
+    body = checkout(client)
+    pay(shop, body)
+    [completed] = [e for e in handled_events(shop) if e.type == "checkout.session.completed"]
+    with urlopen(Request(f"{shop.url}/v1/events/{completed.id}",
+                         headers={"Authorization": f"Bearer {API_KEY}"})) as answer:  # fmt: skip
+        payload = answer.read().decode()
+    assert post_event(client, payload).status_code == 200
+    # What the old release's acknowledgement wrote for a type it did not handle.
+    StripeEvent.objects.filter(pk=completed.id).update(
+        status="ignored", processed_at=timezone.now(), next_attempt_at=timezone.now()
+    )
+    unrelated = inbox.event_parse(
+        event_json("charge.succeeded", {"id": "ch_x", "object": "charge"}).encode()
+    )
+    inbox.event_store(unrelated, json.dumps(unrelated).encode())
+
+    reconcile()
+    run_jobs()
+
+    event = StripeEvent.objects.get(pk=completed.id)
+    assert (event.status, event.attempts) == ("processed", 1)
+    assert order_of(body).status == "paid"
+    # A type no handler reads stays ignored, untouched.
+    assert StripeEvent.objects.get(pk=unrelated["id"]).status == "ignored"
