@@ -59,7 +59,7 @@ from devtools.processes import die_with_parent
 
 SECRET = "whsec_bench_storm_only"  # noqa: S105 - fake; signs loopback requests only
 API_KEY = "sk_test_bench_storm_not_a_key"
-ORDERS = 250 if QUICK else 2000
+ORDERS = 150 if QUICK else 2000
 SEED = 20261203
 DUPLICATE_RATE = 0.3  # chance of one more copy of a delivery (again and again, up to 4)
 REORDER_WINDOW = 400  # deliveries: each lands up to this many positions from its place
@@ -71,7 +71,7 @@ SAMPLE_SECONDS = 0.25
 SETTLE_TIMEOUT = 240.0  # seconds after the last delivery
 EVENTS_PER_S_TARGET = 1000.0
 HOT_ORDERS = 10
-HOT_DECLINES = 40 if QUICK else 150  # per hot order, each 2 events, then the payment
+HOT_DECLINES = 30 if QUICK else 150  # per hot order, each 2 events, then the payment
 HOT_P99_TARGET = 10.0  # the seed-style handler's ack p99 over DjangoMart's, at least
 
 GOOD_CARD = "4242424242424242"
