@@ -105,7 +105,8 @@ class Chaos:
             now = time.monotonic()
             if (
                 not self.restarts
-                and (before := self._count(stage, PROCESSED)) >= RESTART_AT_SHARE * storm.events
+                and (before := self._count(stage, PROCESSED) or 0)
+                >= RESTART_AT_SHARE * storm.events
             ):
                 self.timeline.append((now - started, f"postgres restart (immediate), {before}"
                                       " events processed"))  # fmt: skip
@@ -114,25 +115,27 @@ class Chaos:
                 after = self._count(stage, PROCESSED)
                 # Fewer after than before: processing transactions the crash took away
                 # (committed asynchronously), to be redone from their events.
-                self.lost_to_crash = max(0, before - after)
+                if after is not None:  # else not known: counted as none
+                    self.lost_to_crash = max(0, before - after)
                 self.timeline.append((time.monotonic() - started, f"postgres up, {after}"
                                       " events processed"))  # fmt: skip
             elif now >= next_kill:
                 self._kill_one(stage, workers, now - started)
                 next_kill = now + KILL_EVERY
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.1)
+                # Counting every 0.5 s until the restart: the count is load too.
+                await asyncio.wait_for(stop.wait(), 0.1 if self.restarts else 0.5)
         storm.chaos = self.summary()
 
-    def _count(self, stage: dict[str, Any], where: str = "true") -> int:
-        """Stored events (matching `where`), or 0 while the database is away."""
+    def _count(self, stage: dict[str, Any], where: str = "true") -> int | None:
+        """Stored events (matching `where`), or None while the database is away."""
         try:
             with psycopg.connect(stage["database_url"], connect_timeout=5) as conn:
                 sql = f"SELECT count(*) FROM payments_stripeevent WHERE {where}"  # noqa: S608
                 row = conn.execute(sql).fetchone()
                 return int(row[0]) if row else 0
         except psycopg.Error:
-            return 0
+            return None
 
     def _kill_one(
         self, stage: dict[str, Any], workers: list["subprocess.Popen[bytes]"], at: float

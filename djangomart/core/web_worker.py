@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from gunicorn.http.errors import NoMoreData
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 # The most the event loop buffers for one request before a thread takes it: a request
@@ -59,6 +60,7 @@ BUFFERED_REQUEST_MAX = 64 * 1024
 LINGER_SECONDS = 2.0
 LINGER_DRAIN_MAX = 64 * 1024
 DEFAULT_READ_TIMEOUT = 10.0
+ACCEPT_PAUSE = 0.5  # seconds without accepting after running out of file descriptors
 
 
 def read_timeout() -> float:
@@ -115,23 +117,30 @@ def request_arrived(received: bytes | bytearray) -> bool:
     return needed is not None and len(received) >= needed
 
 
-def _reads_bound(unreader: Any, deadline: Callable[[], float]) -> None:
+def _reads_bound(unreader: Any, deadline: Callable[[], float], per_wait: float) -> None:
     """Bounds everything the thread reads of one request (the rest of its head, its
     body) by `deadline()`, not only each recv(): a client that sends a byte every few
     seconds would otherwise hold the thread, and the request's heartbeat, for as long
-    as it likes. Past it, the read raises TimeoutError, an OSError: the webhook answers
-    400 `incomplete_body`, the API 400 `bad_request` (djangomart.core.middleware).
-    Installed once per connection: its parser, and so its unreader, serves every
-    request of a kept-alive connection."""
+    as it likes. Past it, the read raises gunicorn's NoMoreData (an OSError): for a head,
+    gunicorn closes the connection and logs it at debug level, as a client that went
+    away (a socket timeout would be an ERROR with a traceback per slow client); for a
+    body, the webhook answers 400 `incomplete_body`, the API 400 `bad_request`
+    (djangomart.core.middleware). Installed once per connection: its parser, and so its
+    unreader, serves every request of a kept-alive connection."""
     sock = unreader.sock
     chunk = unreader.chunk
 
     def bounded_chunk(size_hint: int | None = None) -> bytes:
         left = deadline() - time.monotonic()
         if left <= 0:
-            raise TimeoutError("the client did not send its request within WEB_READ_TIMEOUT")
-        sock.settimeout(left)
-        return chunk(size_hint)  # type: ignore[no-any-return]
+            raise NoMoreData(b"")
+        sock.settimeout(min(left, per_wait))
+        try:
+            return chunk(size_hint)  # type: ignore[no-any-return]
+        except TimeoutError:
+            raise NoMoreData(b"") from None
+        finally:
+            sock.settimeout(per_wait)  # writing the answer waits per_wait, not what is left
 
     unreader.chunk = bounded_chunk
 
@@ -158,16 +167,16 @@ class _Connection(TConn):  # type: ignore[misc]
         """request_arrived() for self.received, looking at each byte a bounded number of
         times however the request trickles in (a head of thousands of tiny lines sent
         a byte at a time must not cost the event loop a scan of the whole head per
-        byte): the head is parsed once, when it has ended, or once it has more lines
-        than gunicorn's parser accepts (which then refuses it)."""
+        byte): the head is parsed once, when it has ended."""
         received = self.received
         if self.needed is None:
             start = max(0, self.scanned - 3)  # a head end may straddle two reads
             self.lines += received.count(b"\n", self.scanned)
             self.scanned = len(received)
             ended = received.find(b"\n\n", start) >= 0 or received.find(b"\r\n\r\n", start) >= 0
-            too_many = self.lines > self.worker.cfg.limit_request_fields + 1
-            if not (ended or too_many or len(received) >= BUFFERED_REQUEST_MAX):
+            # Not before its end, however many lines it has: gunicorn's parser waits for
+            # the end of a head before it counts its fields.
+            if not (ended or len(received) >= BUFFERED_REQUEST_MAX):
                 return False
             needed = request_needs(received)
             self.needed = 0 if needed is None else needed
@@ -180,7 +189,7 @@ class _Connection(TConn):  # type: ignore[misc]
         self.sock.settimeout(self.worker.read_timeout)
         self.read_deadline = time.monotonic() + self.worker.read_timeout
         if not self.reads_bound:
-            _reads_bound(self.parser.unreader, lambda: self.read_deadline)
+            _reads_bound(self.parser.unreader, lambda: self.read_deadline, self.worker.read_timeout)
             self.reads_bound = True
         if self.received:
             self.parser.unreader.unread(bytes(self.received))
@@ -207,6 +216,7 @@ class WebWorker(ThreadWorker):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.read_timeout = read_timeout()
         self.lingering: deque[_Lingering] = deque()
+        self.accept_paused_until = 0.0
         # Thread ident -> when its request started (time.monotonic()).
         self.running: dict[int, float] = {}
         # Reentrant: the master's SIGABRT may interrupt the event loop inside notify(),
@@ -216,12 +226,24 @@ class WebWorker(ThreadWorker):  # type: ignore[misc]
     @classmethod
     def check_config(cls, cfg: Any, log: Any) -> None:
         super().check_config(cfg, log)
-        read_timeout()
+        if cfg.timeout and read_timeout() >= cfg.timeout:
+            # Reading a large body counts in a request's heartbeat (handle_request).
+            raise RuntimeError(
+                f"WEB_READ_TIMEOUT ({read_timeout():g} s) must be less than WEB_TIMEOUT "
+                f"({cfg.timeout} s): a client's slow body would get the worker killed."
+            )
         if cfg.is_ssl or any(protocol != "h1" for protocol in cfg.http_protocols):
             raise RuntimeError(
                 "djangomart.core.web_worker serves plain HTTP/1.1 only: end TLS at the "
                 "proxy (docs/deployment.md)."
             )
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        # gthread's loop enables accepting whenever it has room for connections; not
+        # while a lack of file descriptors pauses it (accept()).
+        if enabled and time.monotonic() < self.accept_paused_until:
+            return
+        super().set_accept_enabled(enabled)
 
     # -- Connections wait in the event loop until their request has arrived --------
 
@@ -230,10 +252,14 @@ class WebWorker(ThreadWorker):  # type: ignore[misc]
             sock, address = listener.accept()
         except OSError as exc:
             if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                # Out of file descriptors: the connection waits in the listen backlog;
-                # the lingering closes give theirs back first (they only wait for a FIN).
-                self.log.warning("Cannot accept a connection: %s", exc)
-                while self.lingering:
+                # Out of file descriptors: the connection waits in the listen backlog.
+                # Accepting stops for a moment (the listener would stay readable and the
+                # event loop spin), and the oldest lingering close, which only waits for
+                # a FIN, gives its descriptor back.
+                self.log.warning("Cannot accept connections for %.1f s: %s", ACCEPT_PAUSE, exc)
+                self.accept_paused_until = time.monotonic() + ACCEPT_PAUSE
+                self.set_accept_enabled(False)
+                if self.lingering:
                     self.linger_end(self.lingering.popleft())
                 return
             if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
@@ -343,7 +369,7 @@ class WebWorker(ThreadWorker):  # type: ignore[misc]
 
     def handle_request(self, req: Any, conn: _Connection) -> Any:
         # From the parsed head on: reading the head is bounded by WEB_READ_TIMEOUT
-        # (_read_deadline_set) and is the client's time, not the application's.
+        # (_reads_bound) and is the client's time, not the application's.
         ident = threading.get_ident()
         with self.running_lock:
             self.running[ident] = time.monotonic()

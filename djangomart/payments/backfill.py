@@ -207,7 +207,11 @@ def reconcile_run(
         now = timezone.now()
         _interrupted_runs_close(now)
         run = ReconciliationRun.objects.create(trigger=trigger)
-        requeued = inbox.stripe_events_ignored_requeue()
+        try:
+            requeued = inbox.stripe_events_ignored_requeue()
+        except DatabaseError:
+            requeued = 0
+            logger.exception("reconcile: ignored events could not be queued again")
         if requeued:
             logger.warning("reconcile: ignored events of a handled type queued again",
                            extra={"events": requeued})  # fmt: skip

@@ -477,6 +477,9 @@ def stripe_events_waiting_requeue(*, order_id: uuid.UUID, intent_id: str) -> int
     return len(ids)
 
 
+REQUEUE_IGNORED_WITHIN = timedelta(days=1)
+
+
 def stripe_events_ignored_requeue() -> int:
     """Queues again the events stored `ignored` whose type a handler now reads; returns
     how many. The acknowledgement decides `ignored` by the HANDLERS of the web process
@@ -485,8 +488,13 @@ def stripe_events_ignored_requeue() -> int:
     repaired the older ones. The reconciliation job (payments.backfill.reconcile_run)
     runs this every five minutes, so such an event is processed by the new release's
     workers within minutes. An event is `ignored` for no other reason than its type, so
-    one of a handled type is always such a leftover."""
-    return StripeEvent.objects.filter(status=Status.IGNORED, type__in=list(HANDLERS)).update(
+    one of a handled type is always such a leftover. Only the last day's: a release's
+    overlap lasts minutes, and the (type, received_at) index keeps each run to the
+    events of that day (older ones are a migration's job, as in payments/0003)."""
+    since = timezone.now() - REQUEUE_IGNORED_WITHIN
+    return StripeEvent.objects.filter(
+        status=Status.IGNORED, type__in=list(HANDLERS), received_at__gte=since
+    ).update(
         status=Status.RECEIVED, attempts=0, last_error="", processed_at=None,
         next_attempt_at=Now(), updated_at=timezone.now(),
     )  # fmt: skip

@@ -5,6 +5,7 @@ descriptors. Each failed before the worker bounded a request's reads in total, t
 its heartbeat from the parsed head, parsed a trickled head once, and counted lingering
 closes as connections."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ import pytest
 from devtools.embedded_db import REPO_ROOT
 from devtools.processes import die_with_parent
 from tests.core.test_log_lines import HOST, WEB_TIMEOUT, get, shop_env, wait_for
+from tests.core.test_slow_clients import healthz_seconds
 from tests.devtools.test_make_run import free_port
 
 
@@ -261,3 +263,79 @@ def test_an_api_body_that_stops_is_a_client_error_too(server: Server) -> None:
     assert answer.startswith(b"HTTP/1.1 400"), answer[:300]
     assert b'"code":"bad_request"' in answer.replace(b" ", b""), answer[-300:]
     assert "Internal Server Error" not in server.text()
+
+
+def test_a_head_of_many_short_lines_that_stops_holds_no_thread(server: Server) -> None:
+    """More lines than gunicorn accepts, and no end: gunicorn's parser waits for the end
+    of a head before it counts its fields, so handing such a head to a thread would let
+    ~420 bytes per connection hold it for WEB_READ_TIMEOUT (with WEB_THREADS of them,
+    every other request waits). It stays in the event loop like any unfinished head."""
+    head = b"GET /healthz HTTP/1.1\r\n" + b"a:\r\n" * 101
+    attackers = []
+    for _ in range(2):
+        client = socket.create_connection((HOST, server.port))
+        client.sendall(head)
+        attackers.append(client)
+    time.sleep(0.2)
+    took = healthz_seconds(HOST, server.port)
+    for client in attackers:
+        client.close()
+    time.sleep(2.5)
+    log = server.text()
+    # A control: 50 lines stay in the event loop and cost no thread.
+    head = b"GET /healthz HTTP/1.1\r\n" + b"a:\r\n" * 50
+    control = [socket.create_connection((HOST, server.port)) for _ in range(2)]
+    for client in control:
+        client.sendall(head)
+    time.sleep(0.2)
+    control_took = healthz_seconds(HOST, server.port)
+    for client in control:
+        client.close()
+    assert control_took < 0.5, control_took
+    assert took < 0.5, (took, "Socket error processing request" in log)
+
+
+def test_a_head_that_stops_in_a_thread_logs_no_traceback(server: Server) -> None:
+    """A head over 64 KiB whose rest never comes: the thread's bounded read ends it as a
+    client that went away (gunicorn logs that at debug level), not with an ERROR and a
+    traceback per slow client (a socket timeout has no errno: gthread's handle() would
+    log it with log.exception)."""
+    pad = b"".join(b"X-Pad-%d: " % i + b"a" * 8000 + b"\r\n" for i in range(9))
+    with socket.create_connection((HOST, server.port), timeout=10) as client:
+        client.sendall(head_start() + pad)  # > 64 KiB: a thread reads the rest
+        answer = b""
+        try:
+            while chunk := client.recv(65536):
+                answer += chunk
+        except OSError:
+            pass
+    time.sleep(0.5)
+    log = server.text()
+    assert "Socket error processing request" not in log, [
+        line[:300] for line in log.splitlines() if "Socket error" in line
+    ]
+
+
+def test_running_out_of_file_descriptors_does_not_spin_the_event_loop(server: Server) -> None:
+    """Out of file descriptors with nothing lingering (connections that sent nothing yet,
+    waiting in the event loop): were the listener left registered, it would stay
+    readable, every select() return at once and accept() fail and log again: a core and
+    a log line per loop until a pending connection times out. The worker stops
+    accepting for a moment instead."""
+    pid = server.worker_pid()
+    limit = fds(pid) + 20
+    subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={limit}:{limit}"], check=True)
+    idle = []
+    for _ in range(40):  # 20 get accepted and wait, the rest stay in the backlog
+        with contextlib.suppress(OSError):
+            idle.append(socket.create_connection((HOST, server.port), timeout=2))
+    time.sleep(0.2)
+    before = server.text().count("Cannot accept connections")
+    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    time.sleep(1.0)  # < WEB_READ_TIMEOUT (2 s): the idle connections still hold their fds
+    used, elapsed = cpu_seconds(pid) - cpu0, time.monotonic() - t0
+    warnings = server.text().count("Cannot accept connections") - before
+    for client in idle:
+        client.close()
+    assert used < 0.3 * elapsed, (used, elapsed, warnings)
+    assert warnings < 20, (used, elapsed, warnings)
