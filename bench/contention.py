@@ -29,7 +29,7 @@ Refusals cannot come before the last reservation (until then every request finds
 unit), so they are left out of the rate; their times are in the details and the plot.
 If a lock were held across the Stripe call (the variant's row, or a transaction spanning
 the request), the sales would serialise: UNITS x API_LATENCY = 10 s for 50, a value of at
-most 1 / min(S, UNITS) (0.2 with gunicorn's default 5 sync workers on 2 cores). With
+most 1 / min(S, UNITS) (0.1 with the default 5 workers x 2 threads on 2 cores). With
 S = 1 the two cannot be told apart, so that is an error.
 
 What the bound leaves out, measured beside it: the shop's own work per sale (the

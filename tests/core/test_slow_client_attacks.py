@@ -82,6 +82,20 @@ def head_start() -> bytes:
     return (f"GET /healthz HTTP/1.1\r\nHost: {HOST}\r\nX-Forwarded-Proto: https\r\n").encode()
 
 
+def assert_worker_survived(server: Server, before: int) -> None:
+    """The worker that was serving `before` is still the one serving, unkilled."""
+    time.sleep(2)
+    after = server.worker_pid()
+    log = server.text()
+    lines = [
+        line[:260]
+        for line in log.splitlines()
+        if "TIMEOUT" in line or "still running" in line or "Booting worker" in line
+    ]
+    assert "WORKER TIMEOUT" not in log, (before, after, lines)
+    assert before == after
+
+
 def test_a_trickled_large_head_does_not_get_the_worker_killed(server: Server) -> None:
     """64 KiB of head at once (under gunicorn's 100 x 8190 limit), then one header line
     a second (each wait < WEB_READ_TIMEOUT): a thread takes it at 64 KiB, its recv()s
@@ -96,16 +110,7 @@ def test_a_trickled_large_head_does_not_get_the_worker_killed(server: Server) ->
                 client.sendall(b"X-Slow-%d: b\r\n" % i)
             except OSError:
                 break
-    time.sleep(2)
-    after = server.worker_pid()
-    log = server.text()
-    lines = [
-        line[:260]
-        for line in log.splitlines()
-        if "TIMEOUT" in line or "still running" in line or "Booting worker" in line
-    ]
-    assert "WORKER TIMEOUT" not in log, (before, after, lines)
-    assert before == after
+    assert_worker_survived(server, before)
 
 
 def test_a_trickled_webhook_body_does_not_get_the_worker_killed(server: Server) -> None:
@@ -124,16 +129,7 @@ def test_a_trickled_webhook_body_does_not_get_the_worker_killed(server: Server) 
                 client.sendall(b" ")
             except OSError:
                 break
-    time.sleep(2)
-    after = server.worker_pid()
-    log = server.text()
-    lines = [
-        line[:260]
-        for line in log.splitlines()
-        if "TIMEOUT" in line or "still running" in line or "Booting worker" in line
-    ]
-    assert "WORKER TIMEOUT" not in log, (before, after, lines)
-    assert before == after
+    assert_worker_survived(server, before)
 
 
 def test_a_stalled_webhook_body_is_a_client_error(server: Server) -> None:
