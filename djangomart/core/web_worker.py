@@ -158,10 +158,9 @@ class _Connection(TConn):  # type: ignore[misc]
 
     def _request_reset(self) -> None:
         # What arrived() learnt of the request being received: the bytes it needs once
-        # its head has ended, how far it looked, how many lines it saw.
+        # its head has ended, and how far it looked.
         self.needed: int | None = None
         self.scanned = 0
-        self.lines = 0
 
     def arrived(self) -> bool:
         """request_arrived() for self.received, looking at each byte a bounded number of
@@ -171,7 +170,6 @@ class _Connection(TConn):  # type: ignore[misc]
         received = self.received
         if self.needed is None:
             start = max(0, self.scanned - 3)  # a head end may straddle two reads
-            self.lines += received.count(b"\n", self.scanned)
             self.scanned = len(received)
             ended = received.find(b"\n\n", start) >= 0 or received.find(b"\r\n\r\n", start) >= 0
             # Not before its end, however many lines it has: gunicorn's parser waits for

@@ -20,7 +20,7 @@ import pytest
 from devtools.embedded_db import REPO_ROOT
 from devtools.processes import die_with_parent
 from tests.core.test_log_lines import HOST, WEB_TIMEOUT, get, shop_env, wait_for
-from tests.core.test_slow_clients import healthz_seconds
+from tests.core.test_slow_clients import healthz_seconds, read_to_eof
 from tests.devtools.test_make_run import free_port
 
 
@@ -132,17 +132,20 @@ def test_a_trickled_webhook_body_does_not_get_the_worker_killed(server: Server) 
     assert_worker_survived(server, before)
 
 
-def test_a_stalled_webhook_body_is_a_client_error(server: Server) -> None:
+def stalled_post(server: Server, path: str, header: str) -> bytes:
+    """The whole answer to a POST of `path` (with one more `header` line) that announces
+    a 200 KiB body, sends 100 KB of it and then nothing."""
     head = (
-        f"POST /webhooks/stripe HTTP/1.1\r\nHost: {HOST}\r\nX-Forwarded-Proto: https\r\n"
-        f"Stripe-Signature: t=1,v1=00\r\nContent-Length: {200 * 1024}\r\n"
-        "Connection: close\r\n\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nX-Forwarded-Proto: https\r\n"
+        f"{header}\r\nContent-Length: {200 * 1024}\r\nConnection: close\r\n\r\n"
     ).encode()
     with socket.create_connection((HOST, server.port), timeout=15) as client:
         client.sendall(head + b"{" + b" " * 99_999)
-        answer = b""
-        while chunk := client.recv(65536):
-            answer += chunk
+        return read_to_eof(client)
+
+
+def test_a_stalled_webhook_body_is_a_client_error(server: Server) -> None:
+    answer = stalled_post(server, "/webhooks/stripe", "Stripe-Signature: t=1,v1=00")
     assert answer.startswith(b"HTTP/1.1 4"), answer[:300]
 
 
@@ -246,16 +249,7 @@ def test_a_worker_out_of_file_descriptors_keeps_running(
 def test_an_api_body_that_stops_is_a_client_error_too(server: Server) -> None:
     """Django's UnreadablePostError (the thread's read gave up) is the client's doing: a
     JSON 400, not a 500 with a traceback (djangomart.core.middleware)."""
-    head = (
-        f"POST /api/v1/checkout HTTP/1.1\r\nHost: {HOST}\r\nX-Forwarded-Proto: https\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {200 * 1024}\r\n"
-        "Connection: close\r\n\r\n"
-    ).encode()
-    with socket.create_connection((HOST, server.port), timeout=15) as client:
-        client.sendall(head + b"{" + b" " * 99_999)
-        answer = b""
-        while chunk := client.recv(65536):
-            answer += chunk
+    answer = stalled_post(server, "/api/v1/checkout", "Content-Type: application/json")
     assert answer.startswith(b"HTTP/1.1 400"), answer[:300]
     assert b'"code":"bad_request"' in answer.replace(b" ", b""), answer[-300:]
     assert "Internal Server Error" not in server.text()

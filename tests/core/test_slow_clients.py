@@ -13,10 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from devtools.embedded_db import REPO_ROOT
 from devtools.processes import die_with_parent
-from djangomart.core.web_worker import BUFFERED_REQUEST_MAX, request_arrived
+from djangomart.core.web_worker import BUFFERED_REQUEST_MAX, _Connection, request_arrived
 from tests.core.test_log_lines import HOST, get, shop_env, wait_for
 from tests.devtools.test_make_run import free_port
 
@@ -245,3 +247,34 @@ def test_the_event_loop_hands_over_a_request_once_nothing_is_left_to_wait_for(
     received: bytes, arrived: bool
 ) -> None:
     assert request_arrived(received) is arrived
+
+
+HEAD_PIECES = [b"GET / HTTP/1.1", b"POST / HTTP/1.1", b"\r\n", b"\n", b"\r", b"a:", b" 1",
+               b"Content-Length: 3", b"Transfer-Encoding: chunked", b"x", b"abc"]  # fmt: skip
+
+
+# A head whose end arrives a byte at a time, and one whose end straddles two reads.
+@example(pieces=[b"GET / HTTP/1.1", b"\r\n", b"a:", b"\r\n", b"\r\n"], cuts=[1])
+@example(pieces=[b"POST / HTTP/1.1", b"\r\n", b"Content-Length: 3", b"\r\n", b"\r\n",
+                 b"abc"], cuts=[30, 2, 3])  # fmt: skip
+@given(
+    pieces=st.lists(st.sampled_from(HEAD_PIECES), max_size=30),
+    cuts=st.lists(st.integers(min_value=1, max_value=7), min_size=1, max_size=40),
+)
+def test_a_request_trickling_in_is_judged_as_if_it_had_come_whole(
+    pieces: list[bytes], cuts: list[int]
+) -> None:
+    """_Connection.arrived() keeps what it learnt between reads (so that a head sent a
+    byte at a time is parsed once): after every read it says what request_arrived()
+    says of all the bytes so far, wherever the reads cut them."""
+    data = b"".join(pieces)
+    conn = _Connection.__new__(_Connection)  # arrived() needs no socket or worker
+    conn.received = bytearray()
+    conn._request_reset()
+    position = 0
+    for cut in [*cuts, len(data)]:
+        if position >= len(data):
+            break
+        conn.received += data[position : position + cut]
+        position += cut
+        assert conn.arrived() is request_arrived(conn.received), bytes(conn.received)
