@@ -198,6 +198,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.postgres",
+    "corsheaders",
     "ninja",
     "procrastinate.contrib.django",
     "djangomart.core",
@@ -205,6 +206,12 @@ INSTALLED_APPS = [
     "djangomart.catalog",
     "djangomart.orders",
     "djangomart.payments",
+    "djangomart.carts",
+    # After DjangoMart's apps, whose templates (the branded emails) come first.
+    "allauth",
+    "allauth.account",
+    "allauth.headless",
+    "allauth.usersessions",
 ]
 
 MIDDLEWARE = [
@@ -213,12 +220,16 @@ MIDDLEWARE = [
     "djangomart.core.middleware.NulGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before anything that may answer: a refused request still needs its CORS headers.
+    "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "allauth.usersessions.middleware.UserSessionsMiddleware",
 ]
 # POST /webhooks/stripe, served by its own handler (djangomart/wsgi.py): JSON errors, the
 # NUL guard and SecurityMiddleware (HTTPS redirect, as for every path); none of the
@@ -316,3 +327,96 @@ LOGGING = json_stdout_logging(
         "procrastinate": "WARNING",
     }
 )
+
+# The shop as customers see it: the name in emails and the API's texts.
+SHOP_NAME: str = env.str("SHOP_NAME", default="DjangoMart")
+
+# Mail: Django's console backend (every email printed to the log) unless EMAIL_URL is
+# set, e.g. smtp+tls://user:password@smtp.example.com:587 (django-environ's email_url).
+EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+if "EMAIL_URL" in env:
+    _email = env.email_url("EMAIL_URL")
+    EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+    EMAIL_HOST = _email.get("EMAIL_HOST", "")
+    EMAIL_PORT = _email.get("EMAIL_PORT") or 25
+    EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD", "")
+    EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS", False))
+    EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL", False))
+    EMAIL_TIMEOUT = 10  # seconds: a slow SMTP server must not hold a web worker
+DEFAULT_FROM_EMAIL: str = env.str("DEFAULT_FROM_EMAIL", default=f"{SHOP_NAME} <shop@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# The shared cache behind every rate limit (allauth's and DjangoMart's): it must be one
+# for all gunicorn workers and machines. Django's database cache on the project's own
+# PostgreSQL by default (its table is created by core's migration 0001), Redis when
+# REDIS_URL is set.
+REDIS_URL: str = env.str("REDIS_URL", default="")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        if REDIS_URL
+        else {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "djangomart_cache",
+        }
+    )
+}
+
+# Customer accounts: django-allauth's headless API at /_allauth/ (docs/accounts.md), for
+# the `browser` client (session cookie + CSRF) and the `app` client (X-Session-Token).
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",  # the admin's username login
+    "allauth.account.auth_backends.AuthenticationBackend",  # customers: email + password
+]
+ACCOUNT_ADAPTER = "djangomart.accounts.adapter.AccountAdapter"
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*"]
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_CHANGE_EMAIL = True
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+# A verification or reset link is a code typed or clicked from the frontend's own page.
+ACCOUNT_EMAIL_SUBJECT_PREFIX = f"[{SHOP_NAME}] "
+HEADLESS_ONLY = True
+HEADLESS_SERVE_SPECIFICATION = True
+HEADLESS_CLIENTS = ("browser", "app")
+# Where the links in allauth's emails lead: the frontend's pages, or (without one) this
+# backend's API documentation of the step, so a link is never dead.
+_frontend = FRONTEND_URL or PUBLIC_URL
+HEADLESS_FRONTEND_URLS = {
+    "account_confirm_email": _frontend + "/account/verify-email/{key}",
+    "account_reset_password": _frontend + "/account/password/reset",
+    "account_reset_password_from_key": _frontend + "/account/password/reset/key/{key}",
+    "account_signup": _frontend + "/account/signup",
+}
+
+# CORS: the white-label frontends on other origins (comma-separated, e.g.
+# https://shop.example,https://app.shop.example). Credentials are allowed for the browser
+# client's session cookie; the API's own headers may be sent.
+CORS_ALLOWED_ORIGINS: list[str] = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_ALLOW_CREDENTIALS = True
+CORS_URLS_REGEX = r"^/(api/v1|_allauth)/.*$"
+CORS_ALLOW_HEADERS = (
+    "accept",
+    "authorization",
+    "content-type",
+    "x-csrftoken",
+    "x-requested-with",
+    "x-session-token",
+    "x-cart-token",
+    "x-order-token",
+    "idempotency-key",
+)
+CORS_EXPOSE_HEADERS = ("retry-after",)
+
+# Rate limits of DjangoMart's own endpoints (djangomart/core/ratelimit.py), per client
+# (the customer, else the client address) in the shared cache: "N/s", "N/m" or "N/h".
+RATE_LIMIT_CHECKOUT: str = env.str("RATE_LIMIT_CHECKOUT", default="30/m")
+RATE_LIMIT_CART_WRITE: str = env.str("RATE_LIMIT_CART_WRITE", default="120/m")
+RATE_LIMIT_ORDER_SYNC: str = env.str("RATE_LIMIT_ORDER_SYNC", default="60/m")
+# How many proxies in front of the web server append to X-Forwarded-For: 0 means the
+# client is REMOTE_ADDR; behind one proxy (docs/deployment.md), 1.
+PROXY_HOPS: int = env.int("PROXY_HOPS", default=0)
+if PROXY_HOPS < 0:
+    raise ImproperlyConfigured(f"PROXY_HOPS must be 0 or more, not {PROXY_HOPS}.")

@@ -1,6 +1,6 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from djangomart.api.api import api
 from djangomart.core import health
@@ -15,6 +15,9 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("api/v1/", api.urls),
+    # Customer accounts (django-allauth headless): /_allauth/{browser,app}/v1/..., and its
+    # OpenAPI specification at /_allauth/openapi.json (.html, .yaml).
+    path("_allauth/", include("allauth.headless.urls")),
     path("webhooks/stripe", stripe_webhook, name="stripe-webhook"),
     path("checkout/return", checkout_return, name="checkout-return"),
     path("admin/", admin.site.urls),

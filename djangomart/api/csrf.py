@@ -10,6 +10,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from ninja.utils import check_csrf
 
+from djangomart.accounts.customers import session_token_sent
 from djangomart.core.errors import error_response
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -34,6 +35,7 @@ def session_csrf_protect(run: Callable[..., HttpResponse]) -> Callable[..., Http
             request.method not in SAFE_METHODS
             and user is not None
             and user.is_authenticated
+            and not session_token_sent(request)
             and check_csrf(request) is not None
         ):
             return csrf_failed_response()

@@ -1,0 +1,1 @@
+"""Carts: a guest's (held by its token) or a customer's."""
