@@ -14,6 +14,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from djangomart.core.logging import json_stdout_logging
+from djangomart.core.ratelimit import rate_parse
 from djangomart.core.redirects import redirect_url_problem
 
 # Typed generics such as ModelAdmin[Product] must be subscriptable at run time.
@@ -412,9 +413,11 @@ CORS_EXPOSE_HEADERS = ("retry-after",)
 
 # Rate limits of DjangoMart's own endpoints (djangomart/core/ratelimit.py), per client
 # (the customer, else the client address) in the shared cache: "N/s", "N/m" or "N/h".
-RATE_LIMIT_CHECKOUT: str = env.str("RATE_LIMIT_CHECKOUT", default="30/m")
-RATE_LIMIT_CART_WRITE: str = env.str("RATE_LIMIT_CART_WRITE", default="120/m")
-RATE_LIMIT_ORDER_SYNC: str = env.str("RATE_LIMIT_ORDER_SYNC", default="60/m")
+RATE_LIMIT_CHECKOUT: str = env.str("RATE_LIMIT_CHECKOUT", default="60/m")
+RATE_LIMIT_CART_WRITE: str = env.str("RATE_LIMIT_CART_WRITE", default="300/m")
+RATE_LIMIT_ORDER_SYNC: str = env.str("RATE_LIMIT_ORDER_SYNC", default="120/m")
+for _name in ("RATE_LIMIT_CHECKOUT", "RATE_LIMIT_CART_WRITE", "RATE_LIMIT_ORDER_SYNC"):
+    rate_parse(vars()[_name])  # ImproperlyConfigured now, not at the first request
 # How many proxies in front of the web server append to X-Forwarded-For: 0 means the
 # client is REMOTE_ADDR; behind one proxy (docs/deployment.md), 1.
 PROXY_HOPS: int = env.int("PROXY_HOPS", default=0)

@@ -24,6 +24,24 @@ hypothesis_settings.register_profile("ci", max_examples=50)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if CI else "dev"))
 
 
+@pytest.fixture(autouse=True)
+def _rate_limits(request: pytest.FixtureRequest, settings: Any, django_db_blocker: Any) -> Any:
+    """Rate limits out of the way of tests that are not about them (they set their own),
+    and the shared cache emptied after a test that committed to it: the cache's table is
+    not a model's, so a transactional test's flush leaves it."""
+    settings.RATE_LIMIT_CHECKOUT = settings.RATE_LIMIT_CART_WRITE = "100000/m"
+    settings.RATE_LIMIT_ORDER_SYNC = "100000/m"
+    yield
+    marker = request.node.get_closest_marker("django_db")
+    if (marker is not None and marker.kwargs.get("transaction")) or (
+        "transactional_db" in request.fixturenames or "live_server" in request.fixturenames
+    ):
+        from django.core.cache import cache
+
+        with django_db_blocker.unblock():
+            cache.clear()
+
+
 @pytest.fixture
 def demo_catalog(db: None) -> None:
     demo_catalog_seed()

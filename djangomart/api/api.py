@@ -7,9 +7,12 @@ from django.middleware.csrf import get_token
 from ninja import NinjaAPI
 from ninja.openapi.schema import OpenAPISchema
 
+from djangomart.accounts.addresses_api import router as addresses_router
+from djangomart.accounts.me_api import router as me_router
 from djangomart.api.csrf import session_csrf_protect
 from djangomart.api.errors import register_error_handlers
 from djangomart.api.schemas import CsrfOut, error_responses
+from djangomart.carts.api import router as carts_router
 from djangomart.catalog.api import router as catalog_router
 from djangomart.orders.api import router as orders_router
 from djangomart.payments.staff_api import router as staff_router
@@ -60,6 +63,9 @@ register_error_handlers(api)
 api.add_decorator(session_csrf_protect, mode="view")
 api.add_router("/", catalog_router)
 api.add_router("/", orders_router)
+api.add_router("/", carts_router)
+api.add_router("/", me_router)
+api.add_router("/", addresses_router)
 api.add_router("/staff/", staff_router)
 
 

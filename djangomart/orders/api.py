@@ -1,11 +1,14 @@
 from typing import Annotated
 from uuid import UUID
 
+from django.conf import settings
 from django.http import HttpRequest
 from ninja import Field, HeaderEx, P, Router, Status
 
+from djangomart.accounts.customers import request_customer
 from djangomart.api.schemas import error_responses
 from djangomart.api.types import NulFree
+from djangomart.core.ratelimit import rate_limit_take
 from djangomart.orders.models import Order
 from djangomart.orders.ratelimit import sync_slot_take
 from djangomart.orders.schemas import (
@@ -149,7 +152,7 @@ SYNC_RESPONSES = {
 
 @router.post(
     "/checkout",
-    response={201: CheckoutOut, **error_responses(403, 404, 409, 422, 502)},
+    response={201: CheckoutOut, **error_responses(401, 403, 404, 409, 422, 429, 502)},
     openapi_extra={"responses": CHECKOUT_RESPONSES},
 )
 def checkout_create(
@@ -168,13 +171,16 @@ def checkout_create(
 ) -> Status[CheckoutOut]:
     """Creates an order from database prices and its Stripe Checkout Session. Send an
     `Idempotency-Key` header to make retries return the same order and session."""
+    customer = request_customer(request)
+    customer_id = customer.pk if customer is not None else None
+    rate_limit_take("checkout", settings.RATE_LIMIT_CHECKOUT, request, customer_id)
     result = checkout.checkout_create(
         email=body.email,
         lines=[checkout.LineWanted(sku=ln.sku, quantity=ln.quantity) for ln in body.lines],
         success_url=body.success_url,
         cancel_url=body.cancel_url,
         idempotency_key=idempotency_key,
-        customer_id=request.user.pk if request.user.is_authenticated else None,
+        customer_id=customer_id,
     )
     return Status(
         201,
@@ -190,7 +196,7 @@ def checkout_create(
 ORDER_TOKEN_HELP = "The guest's `access_token` from the checkout answer."  # noqa: S105
 
 
-@router.get("/orders/{order_id}", response={200: OrderOut, **error_responses(404, 422)})
+@router.get("/orders/{order_id}", response={200: OrderOut, **error_responses(401, 404, 422)})
 def order_detail(
     request: HttpRequest,
     order_id: UUID,
@@ -200,13 +206,15 @@ def order_detail(
     ] = None,
 ) -> OrderOut:
     return order_out(
-        order_get_for_client(order_id=order_id, token=x_order_token, user=request.user)
+        order_get_for_client(
+            order_id=order_id, token=x_order_token, customer=request_customer(request)
+        )
     )
 
 
 @router.post(
     "/orders/{order_id}/sync",
-    response={200: OrderOut, **error_responses(403, 404, 409, 422, 502)},
+    response={200: OrderOut, **error_responses(401, 403, 404, 409, 422, 429, 502)},
     openapi_extra={"responses": SYNC_RESPONSES},
 )
 def order_sync(
@@ -221,7 +229,14 @@ def order_sync(
     webhook uses, for success pages that want an answer before the webhook arrives.
     Stripe is asked at most once a second per order; a request within that second gets
     the order as it stands, so polling is never refused."""
-    order = order_get_for_client(order_id=order_id, token=x_order_token, user=request.user)
+    customer = request_customer(request)
+    order = order_get_for_client(order_id=order_id, token=x_order_token, customer=customer)
+    rate_limit_take(
+        "order_sync",
+        settings.RATE_LIMIT_ORDER_SYNC,
+        request,
+        customer.pk if customer is not None else None,
+    )
     if sync_slot_take(order_id=order.id):
         order = checkout.order_sync(order_id=order.id)
     return order_out(order_for_api(Order.objects.get(pk=order.pk)))

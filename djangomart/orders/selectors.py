@@ -1,7 +1,7 @@
 from collections.abc import Iterable
 from uuid import UUID
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import User
 from django.db.models import Max, Prefetch, prefetch_related_objects
 from django.utils.crypto import constant_time_compare
 
@@ -22,9 +22,7 @@ def order_for_api(order: Order) -> Order:
     return order
 
 
-def order_get_for_client(
-    *, order_id: UUID, token: str | None, user: AbstractBaseUser | AnonymousUser
-) -> Order:
+def order_get_for_client(*, order_id: UUID, token: str | None, customer: User | None) -> Order:
     """The order, for its guest (by access token) or its logged-in owner; anyone else
     gets NotFound, so that order ids cannot be probed."""
     order = Order.objects.filter(pk=order_id).first()
@@ -32,7 +30,7 @@ def order_get_for_client(
         # Its lines, refunds and disputes are read only for whoever may see them.
         if token and constant_time_compare(token, order.access_token):
             return order_for_api(order)
-        if user.is_authenticated and order.customer_id == user.pk:
+        if customer is not None and order.customer_id == customer.pk:
             return order_for_api(order)
     raise NotFound("No such order.")
 
