@@ -377,8 +377,6 @@ ACCOUNT_EMAIL_VERIFICATION = "mandatory"
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_CHANGE_EMAIL = True
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
-# A verification or reset link is a code typed or clicked from the frontend's own page.
-ACCOUNT_EMAIL_SUBJECT_PREFIX = f"[{SHOP_NAME}] "
 HEADLESS_ONLY = True
 HEADLESS_SERVE_SPECIFICATION = True
 HEADLESS_CLIENTS = ("browser", "app")

@@ -7,6 +7,9 @@ from django.conf import settings
 
 
 class AccountAdapter(DefaultAccountAdapter):
+    def format_email_subject(self, subject: str) -> str:
+        return f"[{settings.SHOP_NAME}] {subject}"
+
     def send_mail(self, template_prefix: str, email: str, context: dict[str, Any]) -> None:
         context = {
             **context,

@@ -53,7 +53,14 @@ api = DjangoMartAPI(
         "validation errors (422) list each bad input in `details`. Unsafe requests made with "
         "the session cookie need the CSRF token (`GET /api/v1/csrf`) in `X-CSRFToken`; "
         "guests and token clients need none. The staff API (`/api/v1/staff/`, tag `staff`) "
-        "takes a staff API token (`Authorization: Bearer`) or a staff user's session."
+        "takes a staff API token (`Authorization: Bearer`) or a staff user's session.\n\n"
+        "**Customer accounts** (signup with email verification, login, logout, password "
+        "change and reset, email change) are django-allauth's headless API under "
+        "`/_allauth/browser/v1/` (session cookie + CSRF) and `/_allauth/app/v1/` "
+        "(`X-Session-Token`), specified in [/_allauth/openapi.html](/_allauth/openapi.html) "
+        "([JSON](/_allauth/openapi.json)). Operations here that need a customer accept "
+        "either: the session cookie, or the app's `X-Session-Token` header. Limits are per "
+        "client: a `429` `rate_limited` answer says in `Retry-After` when to retry."
     ),
     urls_namespace="api-v1",
     docs_url="/docs",

@@ -6,17 +6,21 @@ gunicorn worker and machine.
 A limit is "N/s", "N/m" or "N/h" (settings.RATE_LIMIT_*): at most N requests of that
 scope per client in each fixed window of that length. The client is the logged-in
 customer, else the client address (settings.PROXY_HOPS says how many proxies' entries to
-skip in X-Forwarded-For). With Redis each count is one atomic INCR; the database cache's
-`incr` reads then writes, so requests of one client at the very same instant may pass
-a few over the limit (never a lost refusal of a later window)."""
+skip in X-Forwarded-For). Each count is one atomic step whatever the backend: Redis's
+INCR, or on the database cache one upsert of the counter's row in the cache's own table
+(Django's DatabaseCache.incr reads and then writes, and loses most counts when one
+client's requests arrive together: tests/core/test_ratelimit.py)."""
 
 import re
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
+from django.core.cache.backends.db import DatabaseCache
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
 from djangomart.core.errors import DomainError
@@ -75,14 +79,44 @@ def rate_limit_take(scope: str, rate: str, request: HttpRequest, customer_id: in
     now = time.time()
     window = int(now // limit.seconds)
     key = f"ratelimit:{scope}:{client_key(request, customer_id)}:{window}"
-    # The window's first request creates the counter (add is atomic on every backend).
-    if cache.add(key, 1, timeout=limit.seconds + 1):
-        count = 1
-    else:
-        try:
-            count = cache.incr(key)
-        except ValueError:  # expired between add and incr: a new window
-            cache.add(key, 1, timeout=limit.seconds + 1)
-            count = 1
+    expires = (window + 1) * limit.seconds
+    count = _count(key, expires)
     if count > limit.requests:
-        raise RateLimited(retry_after=max(1, int((window + 1) * limit.seconds - now) + 1))
+        raise RateLimited(retry_after=max(1, int(expires - now) + 1))
+
+
+# The counter's row in DatabaseCache's table, under a key no cache.get() ever reads (its
+# value is a plain number, not the cache's pickle). An expired row (a window that ended,
+# not yet culled) starts again at 1.
+_UPSERT = """
+INSERT INTO {table} (cache_key, value, expires) VALUES (%s, '1', %s)
+ON CONFLICT (cache_key) DO UPDATE SET
+    value = CASE WHEN {table}.expires < now() THEN '1'
+                 ELSE ({table}.value::bigint + 1)::text END,
+    expires = CASE WHEN {table}.expires < now() THEN EXCLUDED.expires
+                   ELSE {table}.expires END
+RETURNING value::bigint
+"""
+
+
+def _count(key: str, expires: float) -> int:
+    """This request's number in its window, counted atomically."""
+    cache = caches["default"]
+    if isinstance(cache, DatabaseCache):
+        table = connection.ops.quote_name(cache._table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _UPSERT.format(table=table),
+                [f"djangomart:{key}", datetime.fromtimestamp(expires, UTC)],
+            )
+            row = cursor.fetchone()
+        return int(row[0])
+    timeout = max(1, int(expires - time.time()) + 1)
+    # add is atomic on every backend; on Redis incr is INCR.
+    if cache.add(key, 1, timeout=timeout):
+        return 1
+    try:
+        return int(cache.incr(key))
+    except ValueError:  # expired between add and incr: the next window's first
+        cache.add(key, 1, timeout=timeout)
+        return 1
