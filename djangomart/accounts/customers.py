@@ -15,7 +15,7 @@ Views read `request_customer(request)`; operations that need a customer declare
 
 from typing import Any, cast
 
-from allauth.headless.internal.sessionkit import authenticate_by_x_session_token
+from allauth.headless.contrib.ninja.security import x_session_token_auth
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.http import HttpRequest
@@ -56,9 +56,8 @@ def request_customer(request: HttpRequest) -> User | None:
         return cast(User | None, cached)
     customer: User | None
     if session_token_sent(request):
-        token = request.headers[SESSION_TOKEN_HEADER]
-        result = authenticate_by_x_session_token(token) if token.isprintable() else None
-        user = None if result is None else result.user
+        # allauth's own security class for django-ninja: the token's session, its user.
+        user = x_session_token_auth(request)
         if user is None or not user.is_active:
             raise SessionExpired()
         customer = cast(User, user)
