@@ -421,3 +421,8 @@ for _name in ("RATE_LIMIT_CHECKOUT", "RATE_LIMIT_CART_WRITE", "RATE_LIMIT_ORDER_
 PROXY_HOPS: int = env.int("PROXY_HOPS", default=0)
 if PROXY_HOPS < 0:
     raise ImproperlyConfigured(f"PROXY_HOPS must be 0 or more, not {PROXY_HOPS}.")
+
+# Carts (docs/carts.md): a cart with no activity (created, lines changed, checked out,
+# merged) for this many days is deleted by the periodic `carts_idle_delete` job.
+CART_GUEST_IDLE_DAYS: int = env.int("CART_GUEST_IDLE_DAYS", default=30)
+CART_CUSTOMER_IDLE_DAYS: int = env.int("CART_CUSTOMER_IDLE_DAYS", default=90)

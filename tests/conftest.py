@@ -25,12 +25,14 @@ hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" i
 
 
 @pytest.fixture(autouse=True)
-def _rate_limits(request: pytest.FixtureRequest, settings: Any, django_db_blocker: Any) -> Any:
+def _test_settings(request: pytest.FixtureRequest, settings: Any, django_db_blocker: Any) -> Any:
     """Rate limits out of the way of tests that are not about them (they set their own),
-    and the shared cache emptied after a test that committed to it: the cache's table is
-    not a model's, so a transactional test's flush leaves it."""
+    a fast password hasher, and the shared cache emptied after a test that committed to
+    it: the cache's table is not a model's, so a transactional test's flush leaves it."""
     settings.RATE_LIMIT_CHECKOUT = settings.RATE_LIMIT_CART_WRITE = "100000/m"
     settings.RATE_LIMIT_ORDER_SYNC = "100000/m"
+    # Password hashing is not under test (PBKDF2 costs about a second per login here).
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     yield
     marker = request.node.get_closest_marker("django_db")
     if (marker is not None and marker.kwargs.get("transaction")) or (

@@ -11,7 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 
-from djangomart.accounts.models import StaffApiToken
+from djangomart.accounts.models import Address, StaffApiToken
 from djangomart.accounts.services import (
     NAME_MAX_LENGTH,
     StaffTokenRefused,
@@ -134,3 +134,46 @@ class StaffApiTokenAdmin(admin.ModelAdmin[StaffApiToken]):
 
     def has_delete_permission(self, request: HttpRequest, obj: StaffApiToken | None = None) -> bool:
         return False  # revoke instead: the row keeps who held it and when it was used
+
+
+@admin.register(Address)
+class AddressAdmin(admin.ModelAdmin[Address]):
+    """Customers' saved addresses, to read: customers keep them through the API
+    (`/api/v1/me/addresses`), whose services keep "one default" and the limit. An
+    order's address is its own copy (on the order's page), whatever happens here."""
+
+    list_display = ["customer", "name", "line1", "city", "country", "is_default", "created_at"]
+    list_filter = ["is_default", "country"]
+    list_select_related = ["customer"]
+    search_fields = [
+        "customer__username",
+        "customer__email",
+        "name",
+        "line1",
+        "city",
+        "postal_code",
+    ]
+    fields = readonly_fields = (
+        "id",
+        "customer",
+        "name",
+        "line1",
+        "line2",
+        "city",
+        "postal_code",
+        "region",
+        "country",
+        "phone",
+        "is_default",
+        "created_at",
+        "updated_at",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Address | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Address | None = None) -> bool:
+        return False

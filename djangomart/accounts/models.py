@@ -1,8 +1,63 @@
-"""Accounts: staff API tokens (customers and addresses come with the storefront API)."""
+"""Accounts: customers' saved addresses and staff API tokens."""
+
+import uuid
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+
+# The longest value of each address field (djangomart/accounts/addresses.py validates
+# input against these; docs/addresses.md lists them).
+ADDRESS_NAME_MAX_LENGTH = 200
+ADDRESS_LINE_MAX_LENGTH = 200
+ADDRESS_CITY_MAX_LENGTH = 100
+ADDRESS_POSTAL_CODE_MAX_LENGTH = 20
+ADDRESS_REGION_MAX_LENGTH = 100
+ADDRESS_PHONE_MAX_LENGTH = 32
+
+
+class Address(models.Model):
+    """One address of a customer's address book (`/api/v1/me/addresses`). Checkout copies
+    it into the order (Order.shipping_address): editing or deleting it later never
+    changes an order. The id is a UUID so that ids cannot be enumerated; at most one
+    address per customer is the default (a partial unique constraint)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    customer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="addresses"
+    )
+    name = models.CharField(max_length=ADDRESS_NAME_MAX_LENGTH)
+    line1 = models.CharField(max_length=ADDRESS_LINE_MAX_LENGTH)
+    line2 = models.CharField(max_length=ADDRESS_LINE_MAX_LENGTH, blank=True)
+    city = models.CharField(max_length=ADDRESS_CITY_MAX_LENGTH)
+    postal_code = models.CharField(max_length=ADDRESS_POSTAL_CODE_MAX_LENGTH, blank=True)
+    region = models.CharField(max_length=ADDRESS_REGION_MAX_LENGTH, blank=True)
+    # ISO 3166-1 alpha-2, uppercase (djangomart/accounts/countries.py).
+    country = models.CharField(max_length=2)
+    phone = models.CharField(max_length=ADDRESS_PHONE_MAX_LENGTH, blank=True)
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-is_default", "-created_at", "pk"]
+        verbose_name_plural = "addresses"
+        indexes = [models.Index(fields=["customer", "created_at"], name="address_customer_created")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer"], condition=Q(is_default=True), name="address_one_default"
+            ),
+            models.CheckConstraint(
+                condition=Q(country__regex=r"^[A-Z]{2}$"), name="address_country_alpha2"
+            ),
+            models.CheckConstraint(
+                condition=~Q(name="") & ~Q(line1="") & ~Q(city=""),
+                name="address_required_not_blank",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}, {self.line1}, {self.city} ({self.country})"
 
 
 class StaffApiToken(models.Model):

@@ -103,7 +103,8 @@ def _count(key: str, expires: float) -> int:
     """This request's number in its window, counted atomically."""
     cache = caches["default"]
     if isinstance(cache, DatabaseCache):
-        table = connection.ops.quote_name(cache._table)
+        # DatabaseCache keeps its table's name private; it is settings.CACHES' LOCATION.
+        table = connection.ops.quote_name(settings.CACHES["default"]["LOCATION"])
         with connection.cursor() as cursor:
             cursor.execute(
                 _UPSERT.format(table=table),

@@ -19,6 +19,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from djangomart.accounts.countries import COUNTRIES
 from djangomart.core.errors import DomainError
 from djangomart.money import format_amount, format_number, parse_amount
 from djangomart.orders.models import Order, OrderEvent, OrderLine, OrderNeedingAttention
@@ -222,6 +223,7 @@ class OrderAdmin(admin.ModelAdmin[Order]):
         "id",
         "email",
         "customer",
+        "shipping_address_display",
         "status",
         *MONEY_FIELDS,
         "needs_attention",
@@ -244,7 +246,30 @@ class OrderAdmin(admin.ModelAdmin[Order]):
         "request_fingerprint",
         "stock_released",
         "last_synced_at",
+        "shipping_address",  # shown as shipping_address_display
     ]
+
+    @admin.display(description="shipping address")
+    def shipping_address_display(self, order: Order) -> str:
+        # The snapshot taken at checkout (a copy: editing the customer's saved address
+        # never changes it), one line per part, as a label would print it.
+        snapshot = order.shipping_address
+        if not isinstance(snapshot, dict):
+            return "—"
+        country = str(snapshot.get("country", ""))
+        city_line = " ".join(
+            part for part in (snapshot.get("postal_code"), snapshot.get("city")) if part
+        )
+        lines = [
+            snapshot.get("name"),
+            snapshot.get("line1"),
+            snapshot.get("line2"),
+            city_line,
+            snapshot.get("region"),
+            f"{COUNTRIES.get(country, country)} ({country})" if country else "",
+            f"Phone: {snapshot['phone']}" if snapshot.get("phone") else "",
+        ]
+        return format_html_join("", "<div>{}</div>", ((str(line),) for line in lines if line))
 
     @admin.display(description="subtotal")
     def subtotal_display(self, order: Order) -> str:

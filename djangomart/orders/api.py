@@ -5,6 +5,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from ninja import Field, HeaderEx, P, Router, Status
 
+from djangomart.accounts.addresses import address_snapshot_for_checkout
 from djangomart.accounts.customers import request_customer
 from djangomart.api.schemas import error_responses
 from djangomart.api.types import NulFree
@@ -18,6 +19,7 @@ from djangomart.orders.schemas import (
     OrderLineOut,
     OrderOut,
     OrderRefundOut,
+    ShippingAddressOut,
 )
 from djangomart.orders.selectors import order_for_api, order_get_for_client
 from djangomart.payments import checkout
@@ -90,6 +92,11 @@ def order_out(order: Order) -> OrderOut:
         ],
         disputes=disputes,
         dispute=_dispute_shown(disputes),
+        shipping_address=(
+            None
+            if order.shipping_address is None
+            else ShippingAddressOut.model_validate(order.shipping_address)
+        ),
     )
 
 
@@ -117,7 +124,7 @@ _PROVIDER_502 = (
     "and a retry with the same Idempotency-Key gets this answer again."
 )
 CHECKOUT_RESPONSES = {
-    404: {"description": "`unknown_sku`."},
+    404: {"description": "`unknown_sku`; `address_not_found` (`address_id`)."},
     409: {
         "description": (
             "`out_of_stock`; `idempotency_key_reused` (the key was used with another body); "
@@ -174,6 +181,9 @@ def checkout_create(
     customer = request_customer(request)
     customer_id = customer.pk if customer is not None else None
     rate_limit_take("checkout", settings.RATE_LIMIT_CHECKOUT, request, customer_id)
+    shipping_address = address_snapshot_for_checkout(
+        customer=customer, address_id=body.address_id, address=body.address
+    )
     result = checkout.checkout_create(
         email=body.email,
         lines=[checkout.LineWanted(sku=ln.sku, quantity=ln.quantity) for ln in body.lines],
@@ -181,6 +191,7 @@ def checkout_create(
         cancel_url=body.cancel_url,
         idempotency_key=idempotency_key,
         customer_id=customer_id,
+        shipping_address=shipping_address,
     )
     return Status(
         201,

@@ -76,6 +76,10 @@ class Order(models.Model):
     # The client's Idempotency-Key for POST /checkout, with a hash of its body.
     idempotency_key = models.CharField(max_length=255, unique=True, null=True, blank=True)
     request_fingerprint = models.CharField(max_length=64, blank=True)
+    # Where to ship, copied at checkout (djangomart.accounts.addresses: name, line1,
+    # line2, city, postal_code, region, country, phone): a snapshot, so that later edits
+    # or the deletion of the customer's saved address never change it. Null: none given.
+    shipping_address = models.JSONField(null=True, blank=True)
     stock_released = models.BooleanField(default=False)
     last_synced_at = models.DateTimeField(null=True, blank=True)
     # Reconciliation (payments.reconcile): when to look at this pending order next, and

@@ -7,9 +7,14 @@ from django.core.validators import validate_email
 from ninja import Field, Schema
 from pydantic import AfterValidator
 
+from djangomart.accounts.addresses import AddressIn
 from djangomart.api.types import HttpUrl, NulFree
 from djangomart.payments.checkout import redirect_url_pattern
 from djangomart.payments.models import DisputeStatus, RefundStatus
+
+# AddressIn (the validated inline address) lives with the address book
+# (djangomart/accounts/addresses.py); re-exported here for the checkout bodies.
+__all__ = ["AddressIn"]
 
 
 def _email(value: str) -> str:
@@ -58,6 +63,16 @@ class CheckoutIn(Schema):
         description="Where Stripe sends the customer who goes back; on an allowed host.",
         json_schema_extra=_redirect_url_schema,
     )
+    address_id: UUID | None = Field(
+        None,
+        description="Ship to this saved address of the logged-in customer "
+        "(`/api/v1/me/addresses`); its fields are copied into the order. Not with `address`.",
+    )
+    address: AddressIn | None = Field(
+        None,
+        description="Ship to this address (validated as in the address book). Not with "
+        "`address_id`; both absent: an order without a shipping address.",
+    )
 
 
 class OrderLineOut(Schema):
@@ -96,6 +111,20 @@ class OrderDisputeOut(Schema):
     )
 
 
+class ShippingAddressOut(Schema):
+    """The address the order ships to, as it was at checkout: a copy, which later edits
+    or the deletion of the saved address never change."""
+
+    name: str
+    line1: str
+    line2: str
+    city: str
+    postal_code: str
+    region: str
+    country: str = Field(description="ISO 3166-1 alpha-2, uppercase.")
+    phone: str
+
+
 class OrderOut(Schema):
     id: UUID
     status: str
@@ -117,6 +146,9 @@ class OrderOut(Schema):
     disputes: list[OrderDisputeOut] = Field(description="Every dispute, oldest first.")
     dispute: OrderDisputeOut | None = Field(
         description="The dispute to show: the open one, else the latest; null if none."
+    )
+    shipping_address: ShippingAddressOut | None = Field(
+        description="Where the order ships, as given at checkout; null if none."
     )
 
 

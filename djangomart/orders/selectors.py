@@ -1,4 +1,5 @@
 from collections.abc import Iterable
+from typing import NamedTuple
 from uuid import UUID
 
 from django.contrib.auth.models import User
@@ -59,3 +60,28 @@ def orders_timeline_seen(order_ids: Iterable[UUID]) -> dict[UUID, int]:
     seen = dict.fromkeys(ids, 0)
     seen.update(dict(rows))
     return seen
+
+
+class CustomerOrderPage(NamedTuple):
+    orders: list[Order]
+    order_count: int
+
+
+def order_page_for_customer(*, customer: User, page: int, page_size: int) -> CustomerOrderPage:
+    """One page of the customer's own orders, newest first (pk breaks ties, so that pages
+    never repeat or skip an order), each with what order_for_api adds; the count is of
+    all their orders. Five queries whatever the page's size."""
+    orders = (
+        Order.objects.filter(customer=customer)
+        .order_by("-created_at", "-pk")
+        .prefetch_related(
+            "lines",
+            Prefetch("refunds", queryset=Refund.objects.order_by("created_at", "pk")),
+            Prefetch("disputes", queryset=Dispute.objects.order_by("created_at", "pk")),
+        )
+    )
+    start = (page - 1) * page_size
+    return CustomerOrderPage(
+        orders=list(orders[start : start + page_size]),
+        order_count=Order.objects.filter(customer=customer).count(),
+    )

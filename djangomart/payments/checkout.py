@@ -236,11 +236,20 @@ def _fingerprint(
     success_url: str,
     cancel_url: str,
     customer_id: int | None,
+    shipping_address: dict[str, str] | None = None,
 ) -> str:
-    body = json.dumps(
-        [email, sorted((ln.sku, ln.quantity) for ln in lines), success_url, cancel_url, customer_id]
-    )
-    return hashlib.sha256(body.encode()).hexdigest()
+    parts: list[Any] = [
+        email,
+        sorted((ln.sku, ln.quantity) for ln in lines),
+        success_url,
+        cancel_url,
+        customer_id,
+    ]
+    # Only when given, so that a request without an address keeps the fingerprint it had
+    # before addresses existed (a retry across the deploy is still the same request).
+    if shipping_address is not None:
+        parts.append(sorted(shipping_address.items()))
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
 def checkout_create(
@@ -251,9 +260,13 @@ def checkout_create(
     cancel_url: str | None = None,
     idempotency_key: str | None = None,
     customer_id: int | None = None,
+    shipping_address: dict[str, str] | None = None,
 ) -> CheckoutResult:
     """Creates (or, for a repeated Idempotency-Key, finds) the order and its Checkout
-    Session. Raises OutOfStock, UnknownSku, InvalidCheckout, IdempotencyKeyReused,
+    Session. `shipping_address` is the snapshot the order keeps (from
+    accounts.addresses.address_snapshot_for_checkout; None for none); it is part of the
+    request, so the same Idempotency-Key with another address is IdempotencyKeyReused.
+    Raises OutOfStock, UnknownSku, InvalidCheckout, IdempotencyKeyReused,
     PaymentProviderUnavailable or PaymentProviderRejected (after canceling the order),
     CheckoutInProgress, or OrderClosed (a retry of an order that ended unpaid)."""
     idempotency_key = _idempotency_key_stored(idempotency_key, customer_id)
@@ -273,7 +286,9 @@ def checkout_create(
                 f"At most {MAX_QUANTITY} of {sku} per order.", location="lines", sku=sku
             )
     wanted = [LineWanted(sku, quantity) for sku, quantity in merged.items()]
-    fingerprint = _fingerprint(email, wanted, success_url, cancel_url, customer_id)
+    fingerprint = _fingerprint(
+        email, wanted, success_url, cancel_url, customer_id, shipping_address
+    )
     order = _existing_for_key(idempotency_key, fingerprint)
     if order is None:
         try:
@@ -285,6 +300,7 @@ def checkout_create(
                 idempotency_key=idempotency_key,
                 fingerprint=fingerprint,
                 customer_id=customer_id,
+                shipping_address=shipping_address,
             )
         except IntegrityError:
             # A concurrent request with the same Idempotency-Key won the insert (the key
@@ -326,6 +342,7 @@ def _order_create(
     idempotency_key: str | None,
     fingerprint: str,
     customer_id: int | None,
+    shipping_address: dict[str, str] | None = None,
 ) -> Order:
     if idempotency_key:
         # A double-click: both requests missed the key. Without this lock the second
@@ -359,6 +376,7 @@ def _order_create(
     order = Order.objects.create(
         email=email,
         customer_id=customer_id,
+        shipping_address=shipping_address,
         currency=currencies.pop(),
         subtotal=subtotal,
         total=subtotal,

@@ -121,7 +121,9 @@ class CancelOutcome:
 
 
 def _username(user: User | None) -> str:
-    return user.get_username() if user is not None else "staff"
+    # No user: DjangoMart itself acted for a customer (a cart changed while its order
+    # waited for payment: carts.services).
+    return user.get_username() if user is not None else "DjangoMart"
 
 
 def _pending(order_id: UUID) -> Order:

@@ -56,7 +56,7 @@ def verification_key(to: str) -> str:
     """The key of the newest verification email sent to `to` (the end of its link)."""
     for message in reversed(mail.outbox):
         if to in message.to:
-            match = re.search(r"/account/verify-email/(\S+)", message.body)
+            match = re.search(r"/account/verify-email/(\S+)", str(message.body))
             if match:
                 from urllib.parse import unquote
 
@@ -67,7 +67,7 @@ def verification_key(to: str) -> str:
 def reset_key(to: str) -> str:
     for message in reversed(mail.outbox):
         if to in message.to:
-            match = re.search(r"/account/password/reset/key/(\S+)", message.body)
+            match = re.search(r"/account/password/reset/key/(\S+)", str(message.body))
             if match:
                 return match.group(1)
     raise AssertionError(f"no password reset email to {to}")

@@ -36,6 +36,7 @@ ORDER_FIELDS = {
     "refunds",
     "disputes",
     "dispute",
+    "shipping_address",
 }
 
 
@@ -93,6 +94,7 @@ def test_the_access_token_shows_the_order_with_its_status_money_and_lines(
         "refunds": [],
         "disputes": [],
         "dispute": None,
+        "shipping_address": None,
         "lines": [
             {
                 "sku": "TEE-M",
