@@ -7,6 +7,7 @@ they are not given.
 """
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import django_stubs_ext
@@ -217,12 +218,14 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "djangomart.core.middleware.RequestLogMiddleware",
+    # Before anything that may answer: a refused request still needs its CORS headers,
+    # and so does the fresh JSON response JsonErrorMiddleware puts in place of a
+    # framework's error page, or the NUL guard's 400.
+    "corsheaders.middleware.CorsMiddleware",
     "djangomart.core.middleware.JsonErrorMiddleware",
     "djangomart.core.middleware.NulGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    # Before anything that may answer: a refused request still needs its CORS headers.
-    "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -353,13 +356,19 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # PostgreSQL by default (its table is created by core's migration 0001), Redis when
 # REDIS_URL is set.
 REDIS_URL: str = env.str("REDIS_URL", default="")
-CACHES = {
+CACHES: dict[str, dict[str, Any]] = {
     "default": (
         {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
         if REDIS_URL
         else {
             "BACKEND": "django.core.cache.backends.db.DatabaseCache",
             "LOCATION": "djangomart_cache",
+            # Every client and scope counted in a window is a row. Past MAX_ENTRIES rows
+            # (300 by default) any cache.set() (allauth's counters) deletes the expired
+            # rows and then a third of the live ones, which resets live rate-limit counts;
+            # with room for a busy window's rows only expired ones go. (Django counts the
+            # rows at every set: a bound, not "unlimited".)
+            "OPTIONS": {"MAX_ENTRIES": 50_000},
         }
     )
 }
@@ -395,7 +404,9 @@ HEADLESS_FRONTEND_URLS = {
 # client's session cookie; the API's own headers may be sent.
 CORS_ALLOWED_ORIGINS: list[str] = env.list("CORS_ALLOWED_ORIGINS", default=[])
 CORS_ALLOW_CREDENTIALS = True
-CORS_URLS_REGEX = r"^/(api/v1|_allauth)/.*$"
+# Not the staff API: it takes the admin's session cookie (a staff frontend is served with
+# the admin, same origin), which a storefront's origin must never drive.
+CORS_URLS_REGEX = r"^/(api/v1/(?!staff/)|_allauth/).*$"
 CORS_ALLOW_HEADERS = (
     "accept",
     "authorization",

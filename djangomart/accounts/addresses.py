@@ -339,8 +339,14 @@ def address_snapshot_for_checkout(
 
 def _address_book_lock(customer: User) -> None:
     """Serializes writes to the customer's address book until the transaction ends (a
-    lock on the user row: see the module's docstring). Inside atomic()."""
-    User.objects.filter(pk=customer.pk).select_for_update().values_list("pk").get()
+    lock on the user row: see the module's docstring). Inside atomic(). Raises
+    CustomerRequired when the account is no longer active: a write that waited for the
+    account's deletion (which holds this lock) must not save personal data into it."""
+    active = (
+        User.objects.filter(pk=customer.pk).select_for_update().values_list("is_active", flat=True)
+    ).first()
+    if not active:
+        raise CustomerRequired()
 
 
 def _default_clear(customer: User) -> None:

@@ -7,7 +7,8 @@
 A request that carries `X-Session-Token` is judged by that token alone: a token that is
 unknown, expired or ended (logout, account deletion) is a 401 `session_expired`, never
 a silent fall back to the cookie or to a guest, so an app notices at once that it must
-log in again. Without the header, the session cookie's user is the customer (an
+log in again. A token whose session is not logged in yet (signup, before the email is
+verified) is a guest's. Without the header, the session cookie's user is the customer (an
 inactive or anonymous one is no customer).
 
 Views read `request_customer(request)`; operations that need a customer declare
@@ -15,7 +16,7 @@ Views read `request_customer(request)`; operations that need a customer declare
 
 from typing import Any, cast
 
-from allauth.headless.contrib.ninja.security import x_session_token_auth
+from allauth.headless.contrib.ninja.security import XSessionTokenAuth
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.http import HttpRequest
@@ -25,6 +26,15 @@ from djangomart.core.errors import DomainError
 
 SESSION_TOKEN_HEADER = "X-Session-Token"  # noqa: S105 (a header's name)
 _CACHE_ATTRIBUTE = "_djangomart_customer"
+
+
+class _SessionToken(XSessionTokenAuth):  # type: ignore[misc]  # allauth is untyped
+    # A token whose session is not logged in yet (signup waiting for the email's
+    # verification) is a guest's, not an expired one: allauth answers AnonymousUser.
+    allow_anonymous_users = True
+
+
+_session_token = _SessionToken()
 
 
 class SessionExpired(DomainError):
@@ -57,10 +67,10 @@ def request_customer(request: HttpRequest) -> User | None:
     customer: User | None
     if session_token_sent(request):
         # allauth's own security class for django-ninja: the token's session, its user.
-        user = x_session_token_auth(request)
-        if user is None or not user.is_active:
+        user = _session_token(request)
+        if user is None or (user.is_authenticated and not user.is_active):
             raise SessionExpired()
-        customer = cast(User, user)
+        customer = cast(User, user) if user.is_authenticated else None
     else:
         user = getattr(request, "user", None)
         customer = cast(User, user) if user is not None and user.is_authenticated else None

@@ -68,7 +68,8 @@ class CartCheckoutIn(Schema):
 class CartProblemOut(Schema):
     code: str = Field(
         description="`unavailable` (no longer sold), `out_of_stock`, `not_enough_stock` "
-        "(see `available`), `price_changed` (see `price_when_added`, `current_price`)."
+        "(see `available`), `price_changed` (see `price_when_added`, `current_price`), "
+        "`currency_mismatch` (the variant is now priced in another currency than the cart)."
     )
     message: str
     available: int | None = Field(None, description="Units available now (stock problems).")

@@ -26,6 +26,7 @@ from djangomart.carts.models import Cart, CartLine, CartStatus
 from djangomart.carts.selectors import (
     CartNotFound,
     cart_is_clients,
+    cart_own_reserved,
     cart_token_hash,
     cart_view,
 )
@@ -55,6 +56,11 @@ class CartCheckedOut(DomainError):
     default_message = (
         "This cart's order is paid (or its payment is processing): the cart is closed."
     )
+
+
+class CurrencyMismatch(DomainError):
+    status = 409
+    code = "currency_mismatch"
 
 
 class CartFull(DomainError):
@@ -137,11 +143,15 @@ def _locked_for_client(cart_id: UUID, token: str | None, customer: User | None) 
 
 
 def _pending_order_id(cart: Cart) -> UUID | None:
+    """The cart's order if it is pending. One read of its status: an order paid since
+    _settle looked (the worker does not wait for the cart's lock) is CartCheckedOut, not
+    an order that merely ended, so no write lands on a cart that is being closed."""
     if cart.order_id is None:
         return None
-    if Order.objects.filter(pk=cart.order_id, status=Order.Status.PENDING).exists():
-        return cart.order_id
-    return None
+    status = Order.objects.filter(pk=cart.order_id).values_list("status", flat=True).first()
+    if status in _PAID:
+        raise CartCheckedOut(order_id=str(cart.order_id))
+    return cart.order_id if status == Order.Status.PENDING else None
 
 
 def _order_cancel_for_cart(order_id: UUID) -> None:
@@ -222,6 +232,12 @@ def _cart_write(
                 cart.revision += 1
                 cart.save(update_fields=["revision", "updated_at"])
                 return cart
+            # Tried first in a savepoint, rolled back: a write the cart refuses
+            # (line_not_found, quantity_limit, cart_full) is bad input and changes
+            # nothing, so it must not cancel the order the customer may be paying.
+            with transaction.atomic():
+                change(cart)
+                transaction.set_rollback(True)
         _order_cancel_for_cart(pending)
     raise CartBusy()
 
@@ -257,6 +273,14 @@ def cart_line_add(
                 max_quantity=MAX_QUANTITY,
             )
         price = _current_price(variant.pk)
+        first = CartLine.objects.filter(cart=cart).select_related("variant").first()
+        if first is not None and first.variant.currency != variant.currency:
+            # One order has one currency (payments.checkout): so has one cart.
+            raise CurrencyMismatch(
+                f"{sku} is priced in {variant.currency.upper()}, the cart in "
+                f"{first.variant.currency.upper()}: a cart holds one currency.",
+                sku=sku,
+            )
         if line is not None:
             line.quantity, line.unit_price = total, price
             line.save(update_fields=["quantity", "unit_price", "updated_at"])
@@ -345,11 +369,11 @@ def _checkout_plan(
         view = cart_view(cart)
         if not view.lines:
             raise CartEmpty()
-        if view.problems:
-            raise CartHasProblems(problems=view.problems)
         lines = tuple(checkout.LineWanted(v.sku, v.line.quantity) for v in view.lines)
         request = cart.checkout_request
         pending = _pending_order_id(cart)
+        # A repeat, or a join, comes before the problems: the attempt's order holds the
+        # lines' stock (the last unit reads as out_of_stock now) and their prices.
         if pending is not None:
             if cart.order_revision == cart.revision and request is not None:
                 # A repeat while the order is pending: the same attempt, replayed.
@@ -365,6 +389,8 @@ def _checkout_plan(
             # Another request is creating this attempt's order now: join it.
             return _Plan(seq=cart.checkout_seq, revision=cart.revision, request=request,
                          lines=lines)  # fmt: skip
+        if view.problems:
+            raise CartHasProblems(problems=view.problems)
         if cart.customer_id is not None and not email:
             assert cart.customer is not None
             email = _customer_email(cart.customer)
@@ -499,38 +525,69 @@ def cart_merge(*, token: str, customer: User) -> Cart | None:
             if not mine.is_open():
                 continue  # its order was just found paid: merge into a new cart
             pending = _pending_order_id(mine)
+            if pending is not None:
+                # Tried first in a savepoint, rolled back: a guest cart that brings
+                # nothing (empty, or every line already capped) leaves the customer's
+                # cart as it is, so it must not cancel the order they may be paying.
+                with transaction.atomic():
+                    changed = _lines_merge(theirs, mine)
+                    transaction.set_rollback(True)
+                if not changed:
+                    pending = None
             if pending is None:
                 _lines_merge(theirs, mine)
                 theirs.status = CartStatus.MERGED
-                theirs.save(update_fields=["status", "updated_at"])
+                # A line change for the guest cart's own checkout: one still at Stripe
+                # must not link its order to the merged cart (its lines are the
+                # customer's now): it cancels that order and answers cart_changed.
+                theirs.revision += 1
+                theirs.save(update_fields=["status", "revision", "updated_at"])
                 return mine
         _order_cancel_for_cart(pending)
     return None
 
 
-def _lines_merge(source: Cart, target: Cart) -> None:
-    """Adds `source`'s lines into `target` (both locked)."""
-    existing = {ln.variant_id: ln for ln in target.lines.all()}
+def _lines_merge(source: Cart, target: Cart) -> bool:
+    """Adds `source`'s lines into `target` (both locked). False when that changed
+    nothing (then `target`'s revision is kept: its pending order is still its lines)."""
+    existing = {ln.variant_id: ln for ln in target.lines.select_related("variant")}
     count = len(existing)
+    changed = False
+    # The customer's cart keeps its currency; guest lines in another are left out, as
+    # those no longer sold are (a cart holds one currency: cart_line_add).
+    first = target.lines.select_related("variant").order_by("created_at", "pk").first()
+    currency = first.variant.currency if first is not None else None
+    # What `target`'s own pending order holds is available to it: that order is canceled
+    # for the merge (cart_merge's trial run in a savepoint must see the same caps).
+    held = cart_own_reserved(target)
     for line in source.lines.select_related("variant__product").order_by("created_at", "pk"):
         variant = line.variant
         if not (variant.active and variant.product.active):
             continue
+        if currency is None:
+            currency = variant.currency
+        elif variant.currency != currency:
+            continue
         current = existing.get(variant.pk)
         had = current.quantity if current is not None else 0
-        wanted = min(had + line.quantity, MAX_QUANTITY, max(variant.available, 0))
+        available = max(variant.available, 0) + held.get(variant.pk, 0)
+        wanted = min(had + line.quantity, MAX_QUANTITY, available)
         if wanted <= had:
             continue
         if current is not None:
             current.quantity, current.unit_price = wanted, variant.price
             current.save(update_fields=["quantity", "unit_price", "updated_at"])
+            changed = True
         elif count < MAX_LINES:
             CartLine.objects.create(
                 cart=target, variant=variant, quantity=wanted, unit_price=variant.price
             )
             count += 1
-    target.revision += 1
-    target.save(update_fields=["revision", "updated_at"])
+            changed = True
+    if changed:
+        target.revision += 1
+        target.save(update_fields=["revision", "updated_at"])
+    return changed
 
 
 # -- Cleanup -------------------------------------------------------------------------------

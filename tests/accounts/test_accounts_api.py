@@ -187,3 +187,13 @@ def test_allauth_publishes_its_openapi_specification_linked_from_the_api_docs(
     assert any(path.endswith("/v1/auth/login") for path in spec.json()["paths"])
     description = client.get("/api/v1/openapi.json").json()["info"]["description"]
     assert "/_allauth/openapi.html" in description
+
+
+def test_a_signup_token_waiting_for_verification_is_a_guests(client: Client) -> None:
+    signup = post(client, f"{APP}/auth/signup", {"email": "wait@example.com", "password": PASSWORD})
+    pending = signup.json()["meta"]["session_token"]
+    cart = post(client, "/api/v1/carts", {}, HTTP_X_SESSION_TOKEN=pending)
+    assert cart.status_code == 201, cart.content
+    assert cart.json()["token"]  # a guest's cart
+    me = client.get("/api/v1/me", HTTP_X_SESSION_TOKEN=pending)
+    assert (me.status_code, me.json()["code"]) == (401, "not_authenticated")
