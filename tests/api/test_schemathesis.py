@@ -37,9 +37,11 @@ CONFIG = schemathesis.Config.from_dict(
 )
 
 
+# The customer's own operations (`/me/...`) answer a guest 401 whatever the input: the
+# logged-in run below fuzzes them, and its checks include that 401 without credentials.
 schema = schemathesis.openapi.from_wsgi(
     "/api/v1/openapi.json", get_wsgi_application(), config=CONFIG
-)
+).exclude(path_regex=r"^/api/v1/me(/|$)")
 
 
 @pytest.fixture
@@ -60,7 +62,7 @@ def test_the_api_honours_its_schema(shop: None, case: schemathesis.Case) -> None
 CUSTOMER_CONFIG = schemathesis.Config.from_dict(
     {
         "seed": 11,
-        "generation": {"max-examples": 25, "allow-x00": True, "deterministic": True},
+        "generation": {"max-examples": 15, "allow-x00": True, "deterministic": True},
         "checks": {"enabled": True},
         "operations": [
             {
@@ -77,7 +79,7 @@ CUSTOMER_CONFIG = schemathesis.Config.from_dict(
 )
 customer_schema = schemathesis.openapi.from_wsgi(
     "/api/v1/openapi.json", get_wsgi_application(), config=CUSTOMER_CONFIG
-).include(path_regex=r"^/api/v1/(me|carts|checkout|orders)")
+).include(path_regex=r"^/api/v1/(me|carts|checkout)")
 
 
 @pytest.fixture
