@@ -29,10 +29,9 @@ from djangomart.orders.api import (
     CHECKOUT_RESPONSES,
     HEADER_TOKEN_PATTERN,
     IDEMPOTENCY_KEY_HELP,
-    order_out,
+    checkout_out,
 )
 from djangomart.orders.schemas import CheckoutOut
-from djangomart.orders.selectors import order_for_api
 
 router = Router(tags=["carts"])
 OutT = TypeVar("OutT", bound=CartOut)
@@ -256,12 +255,4 @@ def cart_checkout(
         cancel_url=body.cancel_url,
         shipping_address=shipping_address,
     )
-    return Status(
-        201,
-        CheckoutOut(
-            order=order_out(order_for_api(result.order)),
-            access_token=result.order.access_token,
-            checkout_url=result.checkout_url,
-            checkout_session_id=result.checkout_session_id,
-        ),
-    )
+    return Status(201, checkout_out(result))

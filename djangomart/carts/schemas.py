@@ -1,15 +1,14 @@
 """The cart API's bodies and answers (OpenAPI component names are global: all Cart*)."""
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from ninja import Field, Schema
 
-from djangomart.api.types import HttpUrl, NulFree
+from djangomart.api.types import NulFree
 from djangomart.carts.models import CartStatus
-from djangomart.orders.schemas import AddressIn, Email
-from djangomart.payments.checkout import redirect_url_pattern
+from djangomart.orders.schemas import CheckoutOptionsIn, Email
 
 Sku = Annotated[str, Field(min_length=1, max_length=64), NulFree]
 
@@ -31,37 +30,13 @@ class CartLineQuantityIn(Schema):
     )
 
 
-def _redirect_url_schema(schema: dict[str, Any]) -> None:
-    # Built when the schema is served: the allowed hosts are the deployment's settings.
-    for branch in schema.get("anyOf", [schema]):
-        if branch.get("type") == "string":
-            branch["pattern"] = redirect_url_pattern()
-
-
-class CartCheckoutIn(Schema):
+class CartCheckoutIn(CheckoutOptionsIn):
     model_config = {"json_schema_extra": {"examples": [{"email": "ada@example.com"}]}}
 
     email: Email | None = Field(
         None,
         description="Required for a guest cart; a customer's cart defaults to the account's "
         "primary email.",
-    )
-    success_url: HttpUrl | None = Field(
-        None,
-        description="Where Stripe sends the customer after paying; on an allowed host.",
-        json_schema_extra=_redirect_url_schema,
-    )
-    cancel_url: HttpUrl | None = Field(
-        None,
-        description="Where Stripe sends the customer who goes back; on an allowed host.",
-        json_schema_extra=_redirect_url_schema,
-    )
-    address_id: UUID | None = Field(
-        None,
-        description="Ship to this saved address of the logged-in customer. Not with `address`.",
-    )
-    address: AddressIn | None = Field(
-        None, description="Ship to this address. Not with `address_id`; both absent: none."
     )
 
 

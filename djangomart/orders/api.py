@@ -100,6 +100,16 @@ def order_out(order: Order) -> OrderOut:
     )
 
 
+def checkout_out(result: checkout.CheckoutResult) -> CheckoutOut:
+    """The answer of a checkout, direct or from a cart (carts.api): the same shape."""
+    return CheckoutOut(
+        order=order_out(order_for_api(result.order)),
+        access_token=result.order.access_token,
+        checkout_url=result.checkout_url,
+        checkout_session_id=result.checkout_session_id,
+    )
+
+
 def _dispute_shown(disputes: list[OrderDisputeOut]) -> OrderDisputeOut | None:
     """The dispute a client shows first: the open one (a payment has one dispute at a
     time), else the latest."""
@@ -193,15 +203,7 @@ def checkout_create(
         customer_id=customer_id,
         shipping_address=shipping_address,
     )
-    return Status(
-        201,
-        CheckoutOut(
-            order=order_out(order_for_api(result.order)),
-            access_token=result.order.access_token,
-            checkout_url=result.checkout_url,
-            checkout_session_id=result.checkout_session_id,
-        ),
-    )
+    return Status(201, checkout_out(result))
 
 
 ORDER_TOKEN_HELP = "The guest's `access_token` from the checkout answer."  # noqa: S105

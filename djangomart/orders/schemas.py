@@ -42,17 +42,10 @@ def _redirect_url_schema(schema: dict[str, Any]) -> None:
             branch["pattern"] = redirect_url_pattern()
 
 
-class CheckoutIn(Schema):
-    model_config = {
-        "json_schema_extra": {
-            "examples": [
-                {"email": "ada@example.com", "lines": [{"sku": "CLASSIC-TEE-M", "quantity": 1}]}
-            ]
-        }
-    }
+class CheckoutOptionsIn(Schema):
+    """What every checkout may say besides its lines and email: direct (CheckoutIn) or
+    from a cart (carts.schemas.CartCheckoutIn)."""
 
-    email: Email
-    lines: Annotated[list[CheckoutLineIn], Field(min_length=1, max_length=50)]
     success_url: HttpUrl | None = Field(
         None,
         description="Where Stripe sends the customer after paying; on an allowed host.",
@@ -73,6 +66,19 @@ class CheckoutIn(Schema):
         description="Ship to this address (validated as in the address book). Not with "
         "`address_id`; both absent: an order without a shipping address.",
     )
+
+
+class CheckoutIn(CheckoutOptionsIn):
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {"email": "ada@example.com", "lines": [{"sku": "CLASSIC-TEE-M", "quantity": 1}]}
+            ]
+        }
+    }
+
+    email: Email
+    lines: Annotated[list[CheckoutLineIn], Field(min_length=1, max_length=50)]
 
 
 class OrderLineOut(Schema):

@@ -1,40 +1,20 @@
 """Carts under concurrency, with real threads (one database connection each) through the
 real API: concurrent writes to one cart, and a double-submitted cart checkout."""
 
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from djangomart.carts.models import Cart, CartLine
 from djangomart.catalog.models import Variant
 from djangomart.orders.models import Order
 from tests.carts.conftest import CartClient
+from tests.payments.race_helpers import race
 from tests.stripe_sandbox.harness import SandboxServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 Guest = tuple[CartClient, str]
-
-
-def race(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Runs the calls at once, each in its own thread and connection, behind a barrier;
-    returns their results in order and re-raises the first thread's error."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call: Callable[[], Any]) -> Any:
-        try:
-            barrier.wait(10)
-            return call()
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        futures = [pool.submit(run, call) for call in calls]
-        return [future.result(60) for future in futures]
 
 
 def test_concurrent_adds_of_one_sku_make_one_line_with_the_summed_quantity(

@@ -9,7 +9,7 @@ from uuid import UUID, uuid4
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection, transaction
+from django.db import transaction
 from django.test import Client
 
 from djangomart.catalog.models import Product, StockMovement, Variant
@@ -19,29 +19,10 @@ from djangomart.orders.locks import orders_lock
 from djangomart.orders.models import Order
 from tests.conftest import make_product
 from tests.orders.conftest import checkout_body, checkout_post
-from tests.payments.race_helpers import held_transaction, lock_waiters_wait
+from tests.payments.race_helpers import held_transaction, lock_waiters_wait, race
 from tests.stripe_sandbox.harness import SandboxServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def race(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Runs the calls at once, each in its own thread and connection, behind a barrier;
-    returns their results in order and re-raises the first thread's error."""
-    import threading
-
-    barrier = threading.Barrier(len(calls))
-
-    def run(call: Callable[[], Any]) -> Any:
-        try:
-            barrier.wait(10)
-            return call()
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        futures = [pool.submit(run, call) for call in calls]
-        return [future.result(120) for future in futures]
 
 
 # -- Oversell ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -146,3 +147,20 @@ def in_threads(count: int, work: Any) -> list[Any]:
     for thread in threads:
         thread.join(60)
     return results
+
+
+def race(calls: list[Callable[[], Any]], *, timeout: float = 120) -> list[Any]:
+    """Runs the calls at once, each in its own thread and connection, behind a barrier;
+    returns their results in order and re-raises the first thread's error."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], Any]) -> Any:
+        try:
+            barrier.wait(10)
+            return call()
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        futures = [pool.submit(run, call) for call in calls]
+        return [future.result(timeout) for future in futures]
