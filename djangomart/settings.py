@@ -233,7 +233,6 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
-    "allauth.usersessions.middleware.UserSessionsMiddleware",
 ]
 # POST /webhooks/stripe, served by its own handler (djangomart/wsgi.py): JSON errors, the
 # NUL guard and SecurityMiddleware (HTTPS redirect, as for every path); none of the

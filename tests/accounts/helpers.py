@@ -71,3 +71,11 @@ def reset_key(to: str) -> str:
             if match:
                 return match.group(1)
     raise AssertionError(f"no password reset email to {to}")
+
+
+def logged_in(username: str) -> tuple[Client, User]:
+    """A client logged in (session cookie) as a new user named `username`."""
+    user = User.objects.create_user(username, f"{username}@example.com")
+    client = Client()
+    client.force_login(user)
+    return client, user

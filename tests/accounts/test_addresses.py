@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from djangomart.accounts.addresses import MAX_ADDRESSES_PER_CUSTOMER, AddressIn, address_create
 from djangomart.accounts.countries import COUNTRIES
 from djangomart.accounts.models import Address
-from tests.accounts.helpers import app_login, customer_create
+from tests.accounts.helpers import app_login, customer_create, logged_in
 
 pytestmark = pytest.mark.django_db
 
@@ -36,13 +36,6 @@ def address_body(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
-
-
-def logged_in(username: str) -> tuple[Client, User]:
-    user = User.objects.create_user(username, f"{username}@example.com")
-    client = Client()
-    client.force_login(user)
-    return client, user
 
 
 def post(client: Client, body: dict[str, Any], url: str = URL, **headers: Any) -> Any:

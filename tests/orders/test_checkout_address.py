@@ -21,6 +21,7 @@ from djangomart.accounts.customers import CustomerRequired
 from djangomart.catalog.models import Variant
 from djangomart.orders.models import Order
 from djangomart.payments.checkout import LineWanted, _fingerprint
+from tests.accounts.helpers import logged_in
 from tests.orders.conftest import checkout_body, checkout_post
 from tests.stripe_sandbox.harness import SandboxServer
 
@@ -43,13 +44,6 @@ def address_body(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
-
-
-def logged_in(username: str) -> tuple[Client, User]:
-    user = User.objects.create_user(username, f"{username}@example.com")
-    client = Client()
-    client.force_login(user)
-    return client, user
 
 
 def address_save(client: Client, **overrides: Any) -> dict[str, Any]:
