@@ -209,6 +209,9 @@ INSTALLED_APPS = [
     "djangomart.orders",
     "djangomart.payments",
     "djangomart.carts",
+    "djangomart.notify",
+    "djangomart.notify.emails",
+    "djangomart.notify.webhooks",
     # After DjangoMart's apps, whose templates (the branded emails) come first.
     "allauth",
     "allauth.account",

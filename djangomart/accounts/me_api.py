@@ -20,7 +20,7 @@ from djangomart.accounts.schemas import (
     MeOut,
 )
 from djangomart.api.schemas import error_responses
-from djangomart.orders.api import order_out
+from djangomart.orders.public import order_out
 from djangomart.orders.schemas import OrderOut
 from djangomart.orders.selectors import order_get_for_client, order_page_for_customer
 

@@ -11,20 +11,12 @@ from djangomart.api.schemas import error_responses
 from djangomart.api.types import NulFree
 from djangomart.core.ratelimit import rate_limit_take
 from djangomart.orders.models import Order
+from djangomart.orders.public import order_out
 from djangomart.orders.ratelimit import sync_slot_take
-from djangomart.orders.schemas import (
-    CheckoutIn,
-    CheckoutOut,
-    OrderDisputeOut,
-    OrderLineOut,
-    OrderOut,
-    OrderRefundOut,
-    ShippingAddressOut,
-)
+from djangomart.orders.schemas import CheckoutIn, CheckoutOut, OrderOut
 from djangomart.orders.selectors import order_for_api, order_get_for_client
 from djangomart.payments import checkout
 from djangomart.payments.checkout import GUEST_IDEMPOTENCY_KEY_MIN_LENGTH
-from djangomart.payments.models import Dispute, DisputeStatus, RefundStatus
 
 router = Router(tags=["orders"])
 
@@ -44,62 +36,6 @@ IDEMPOTENCY_KEY_HELP = (
 )
 
 
-def order_out(order: Order) -> OrderOut:
-    """The order as its customer sees it; `order` comes from selectors.order_for_api."""
-    disputes = [
-        OrderDisputeOut(
-            id=dispute.stripe_dispute_id,
-            status=DisputeStatus(dispute.status),
-            amount=dispute.amount,
-            currency=dispute.currency,
-            reason=dispute.reason,
-            evidence_due_by=dispute.evidence_due_by,
-        )
-        for dispute in order.disputes.all()
-    ]
-    return OrderOut(
-        id=order.id,
-        status=order.status,
-        payment_status=order.payment_status,
-        currency=order.currency,
-        total=order.total,
-        amount_paid=order.amount_paid,
-        amount_refunded=order.amount_refunded,
-        disputed=order.disputed,
-        dispute_lost=order.dispute_lost,
-        amount_lost_to_disputes=order.amount_lost_to_disputes,
-        needs_attention=order.needs_attention,
-        lines=[
-            OrderLineOut(
-                sku=ln.sku,
-                name=ln.name,
-                unit_price=ln.unit_price,
-                quantity=ln.quantity,
-                line_total=ln.line_total,
-            )
-            for ln in order.lines.all()
-        ],
-        refunds=[
-            OrderRefundOut(
-                id=refund.id,
-                amount=refund.amount,
-                currency=refund.currency,
-                status=RefundStatus(refund.status),
-                reason=refund.reason or None,
-                created_at=refund.created_at,
-            )
-            for refund in order.refunds.all()
-        ],
-        disputes=disputes,
-        dispute=_dispute_shown(disputes),
-        shipping_address=(
-            None
-            if order.shipping_address is None
-            else ShippingAddressOut.model_validate(order.shipping_address)
-        ),
-    )
-
-
 def checkout_out(result: checkout.CheckoutResult) -> CheckoutOut:
     """The answer of a checkout, direct or from a cart (carts.api): the same shape."""
     return CheckoutOut(
@@ -108,14 +44,6 @@ def checkout_out(result: checkout.CheckoutResult) -> CheckoutOut:
         checkout_url=result.checkout_url,
         checkout_session_id=result.checkout_session_id,
     )
-
-
-def _dispute_shown(disputes: list[OrderDisputeOut]) -> OrderDisputeOut | None:
-    """The dispute a client shows first: the open one (a payment has one dispute at a
-    time), else the latest."""
-    open_ones = [d for d in disputes if d.status in Dispute.OPEN]
-    shown = open_ones or disputes
-    return shown[-1] if shown else None
 
 
 # What each error status of checkout and sync means (docs/payments.md, "Talking to

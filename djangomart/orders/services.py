@@ -8,6 +8,8 @@ from django.contrib.auth.models import User
 from django.db import transaction
 
 from djangomart.core.errors import DomainError, NotFound
+from djangomart.notify.events import EventType
+from djangomart.notify.services import notify_enqueue
 from djangomart.orders.locks import orders_lock
 from djangomart.orders.models import Order, OrderEvent
 
@@ -52,12 +54,18 @@ def order_flag(order: Order, reason: str, *, stripe_event_id: str = "", message:
         order.attention_reasons = [*order.attention_reasons, reason]
     order.needs_attention = True
     order.save(update_fields=["needs_attention", "attention_reasons", "updated_at"])
-    OrderEvent.objects.create(
+    flagged = OrderEvent.objects.create(
         order=order,
         kind=OrderEvent.Kind.FLAGGED,
         stripe_event_id=stripe_event_id,
         message=message or reason,
         data={"reason": reason},
+    )
+    notify_enqueue(
+        EventType.ORDER_NEEDS_ATTENTION,
+        order,
+        cause=str(flagged.pk),
+        objects={"attention": {"reason": reason, "message": flagged.message}},
     )
 
 

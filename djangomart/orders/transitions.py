@@ -22,6 +22,8 @@ from typing import Any
 
 from django.contrib.auth.models import User
 
+from djangomart.notify.events import STATUS_EVENTS
+from djangomart.notify.services import notify_enqueue
 from djangomart.orders import stock
 from djangomart.orders.models import Order, OrderEvent
 
@@ -118,6 +120,9 @@ def _move(order: Order, to_status: str, cause: dict[str, Any]) -> None:
         to_status=to_status,
         **cause,
     )
+    event_type = STATUS_EVENTS.get(to_status)
+    if event_type is not None:
+        notify_enqueue(event_type, order)
 
 
 def late_payment_accept(

@@ -22,6 +22,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from djangomart.money import format_amount
+from djangomart.notify.events import EventType
+from djangomart.notify.payloads import dispute_public
+from djangomart.notify.services import notify_enqueue
 from djangomart.orders.models import Order, OrderEvent
 from djangomart.orders.services import order_attention_clear, order_flag, order_note
 from djangomart.payments.models import Dispute, DisputeStatus
@@ -144,6 +147,8 @@ def dispute_fact(
         # so this is a dispute whose object changed PaymentIntent: never move it.
         raise DisputeObjectInvalid(f"Dispute {dispute_id} already belongs to another order.")
     notes: list[tuple[str, dict[str, Any]]] = []
+    first_seen = dispute is None
+    status_changed = first_seen
     if dispute is None:
         dispute = Dispute(
             stripe_dispute_id=dispute_id,
@@ -186,6 +191,7 @@ def dispute_fact(
             return dispute
         dispute.save(update_fields=[*changed, "updated_at"])
         if dispute.status != old_status:
+            status_changed = True
             notes.insert(0, _status_note(dispute, old_status))
     for message, data in notes:
         order_note(
@@ -202,6 +208,20 @@ def dispute_fact(
     from djangomart.payments.facts import order_money_refresh
 
     order_money_refresh(order)
+    if first_seen:
+        notify_enqueue(
+            EventType.DISPUTE_OPENED,
+            order,
+            cause=dispute.stripe_dispute_id,
+            objects={"dispute": dispute_public(dispute)},
+        )
+    if status_changed and not dispute.is_open:
+        notify_enqueue(
+            EventType.DISPUTE_CLOSED,
+            order,
+            cause=dispute.stripe_dispute_id,
+            objects={"dispute": dispute_public(dispute)},
+        )
     return dispute
 
 

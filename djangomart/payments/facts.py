@@ -5,6 +5,8 @@ result, and `paid` never regresses."""
 
 from typing import Any
 
+from djangomart.notify.events import EventType
+from djangomart.notify.services import notify_enqueue
 from djangomart.orders import transitions
 from djangomart.orders.locks import payment_intent_lock
 from djangomart.orders.models import Order, OrderEvent
@@ -108,11 +110,19 @@ def order_money_refresh(order: Order) -> None:
         refunded,
         payment_status,
     ):
+        newly_refunded = (
+            payment_status == PaymentStatus.REFUNDED
+            and order.payment_status != PaymentStatus.REFUNDED
+        )
         order.amount_paid = paid
         order.amount_refunded = refunded
         order.payment_status = payment_status
         order.save(update_fields=["amount_paid", "amount_refunded", "payment_status",
                                   "updated_at"])  # fmt: skip
+        if newly_refunded:
+            # Once per order (the outbox's cause is empty), even if a refund that had
+            # succeeded later fails and another one brings the order back to refunded.
+            notify_enqueue(EventType.ORDER_REFUNDED, order)
 
 
 def payment_succeeded(

@@ -16,6 +16,9 @@ from uuid import UUID
 from django.db import transaction
 
 from djangomart.money import format_amount
+from djangomart.notify.events import EventType
+from djangomart.notify.payloads import refund_public
+from djangomart.notify.services import notify_enqueue
 from djangomart.orders.locks import orders_lock
 from djangomart.orders.models import Order, OrderEvent
 from djangomart.orders.services import order_flag, order_note
@@ -184,6 +187,13 @@ def refund_fact(order: Order, obj: dict[str, Any], *, stripe_event_id: str = "")
             f"{row.status} at Stripe ({row.failure_reason or 'no reason given'}).",
         )
     facts.order_money_refresh(order)  # writes only what changed
+    if row.status == RefundStatus.SUCCEEDED and from_status != RefundStatus.SUCCEEDED:
+        notify_enqueue(
+            EventType.REFUND_SUCCEEDED,
+            order,
+            cause=str(row.pk),
+            objects={"refund": refund_public(row)},
+        )
     return row
 
 
