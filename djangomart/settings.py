@@ -212,6 +212,7 @@ INSTALLED_APPS = [
     "djangomart.notify",
     "djangomart.notify.emails",
     "djangomart.notify.webhooks",
+    "djangomart.backoffice",
     # After DjangoMart's apps, whose templates (the branded emails) come first.
     "allauth",
     "allauth.account",
@@ -439,3 +440,15 @@ if PROXY_HOPS < 0:
 # merged) for this many days is deleted by the periodic `carts_idle_delete` job.
 CART_GUEST_IDLE_DAYS: int = env.int("CART_GUEST_IDLE_DAYS", default=30)
 CART_CUSTOMER_IDLE_DAYS: int = env.int("CART_CUSTOMER_IDLE_DAYS", default=90)
+
+# --- Retention (docs/operations.md, "Retention") ---
+# Stripe event payloads, and the outbox's payloads, rendered emails and webhook delivery
+# logs, are pruned by the daily `retention_prune` job once older than these many days;
+# each row stays as the audit trail (ids, type, status, order, counts).
+STRIPE_EVENT_RETENTION_DAYS: int = env.int("STRIPE_EVENT_RETENTION_DAYS", default=90)
+NOTIFY_RETENTION_DAYS: int = env.int("NOTIFY_RETENTION_DAYS", default=90)
+# Rows per pruning statement, each its own short transaction (never a long lock).
+RETENTION_BATCH_SIZE: int = env.int("RETENTION_BATCH_SIZE", default=500)
+for _name in ("STRIPE_EVENT_RETENTION_DAYS", "NOTIFY_RETENTION_DAYS", "RETENTION_BATCH_SIZE"):
+    if vars()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1, not {vars()[_name]}.")

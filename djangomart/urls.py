@@ -8,6 +8,8 @@ from djangomart.orders.views import checkout_return
 from djangomart.payments.webhooks import stripe_webhook
 
 admin.site.site_header = "DjangoMart administration"
+# The front page starts with what needs a human today (djangomart/backoffice).
+admin.site.index_template = "admin/backoffice_index.html"
 # "View site": the storefront when there is one, else what this backend serves people.
 admin.site.site_url = settings.FRONTEND_URL or "/api/v1/docs"
 

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from djangomart.catalog.models import Category, Product, StockMovement, Variant
+from djangomart.catalog.selectors import variants_low_on_stock
 from djangomart.catalog.services import (
     STAFF_REASONS,
     StockChangeRefused,
@@ -76,7 +77,16 @@ class VariantForm(forms.ModelForm[Variant]):
 
     class Meta:
         model = Variant
-        fields = ["product", "sku", "label", "position", "price", "currency", "active"]
+        fields = [
+            "product",
+            "sku",
+            "label",
+            "position",
+            "price",
+            "currency",
+            "active",
+            "low_stock_threshold",
+        ]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -207,6 +217,21 @@ class ProductAdmin(admin.ModelAdmin[Product]):
                 variant_form.stock_change_apply(request.user)
 
 
+class LowStockFilter(admin.SimpleListFilter):
+    """The variants the front page lists as low on stock (catalog.selectors)."""
+
+    title = "stock"
+    parameter_name = "low_stock"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "At or below the low stock threshold")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Variant]) -> QuerySet[Variant]:
+        if self.value() == "yes":
+            return queryset.filter(pk__in=variants_low_on_stock().values("pk"))
+        return queryset
+
+
 @admin.register(Variant)
 class VariantAdmin(StockFieldsMixin, admin.ModelAdmin[Variant]):
     form = VariantForm
@@ -221,7 +246,7 @@ class VariantAdmin(StockFieldsMixin, admin.ModelAdmin[Variant]):
         "available_display",
         "active",
     ]
-    list_filter = ["active", "currency", "product__category"]
+    list_filter = [LowStockFilter, "active", "currency", "product__category"]
     list_select_related = ["product"]
     search_fields = ["sku", "product__name", "label"]
     autocomplete_fields = ["product"]
@@ -242,6 +267,7 @@ class VariantAdmin(StockFieldsMixin, admin.ModelAdmin[Variant]):
             {
                 "fields": [
                     ("on_hand_display", "reserved", "available_display"),
+                    "low_stock_threshold",
                     "stock_change",
                     "stock_reason",
                     "stock_note",

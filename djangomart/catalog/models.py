@@ -75,6 +75,12 @@ class Variant(models.Model):
     currency = models.CharField(max_length=3, default="usd")
     on_hand = models.IntegerField("on hand", default=0, help_text="Physical units in stock.")
     reserved = models.IntegerField(default=0, help_text="Units held by pending orders.")
+    low_stock_threshold = models.PositiveIntegerField(
+        "low stock threshold",
+        default=5,
+        help_text="The admin's front page lists the variant once its available units "
+        "(on hand minus reserved) are at or below this; 0 lists it only when sold out.",
+    )
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -78,3 +78,16 @@ def _sellable_variants() -> Prefetch:  # type: ignore[type-arg]
 def variant_available(variant: Variant) -> int:
     """Units a customer can buy now: on hand minus what pending orders hold."""
     return max(variant.available, 0) if variant.active else 0
+
+
+def variants_low_on_stock() -> QuerySet[Variant]:
+    """Active variants whose available units (on hand minus reserved) are at or below
+    their low_stock_threshold, the emptiest first: what to restock (the admin's front
+    page, the variant list's "low stock" filter)."""
+    return (
+        Variant.objects.filter(active=True, product__active=True)
+        .annotate(units_available=F("on_hand") - F("reserved"))
+        .filter(units_available__lte=F("low_stock_threshold"))
+        .select_related("product")
+        .order_by("units_available", "sku")
+    )

@@ -24,6 +24,9 @@ class OutboxEvent(models.Model):
     cause = models.CharField(max_length=255, blank=True)
     payload = models.JSONField()
     created_at = models.DateTimeField()
+    # Set when the retention job emptied `payload` (payments.retention): it carried the
+    # customer's address; a delivery of a pruned event can no longer be resent.
+    payload_pruned_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at", "pk"]

@@ -55,6 +55,7 @@ class StripeEventAdmin(admin.ModelAdmin[StripeEvent]):
         "payment_intent_id",
         "last_error",
         "last_traceback",
+        "payload_pruned_at",
         "payload_pretty",
     )
 
@@ -73,10 +74,11 @@ class StripeEventAdmin(admin.ModelAdmin[StripeEvent]):
     def replay(self, request: HttpRequest, queryset: QuerySet[StripeEvent]) -> None:
         count = 0
         for event in queryset.exclude(status=StripeEvent.Status.PROCESSED):
-            stripe_event_replay(event_id=event.pk)
-            count += 1
+            count += stripe_event_replay(event_id=event.pk)
         messages.success(
-            request, f"{count} event(s) queued for processing; processed ones are skipped."
+            request,
+            f"{count} event(s) queued for processing; processed ones and those whose payload "
+            "was pruned are skipped.",
         )
 
     def has_replay_permission(self, request: HttpRequest) -> bool:

@@ -436,11 +436,12 @@ def retry_delay(attempts: int) -> timedelta:
 
 
 def stripe_event_replay(*, event_id: str) -> bool:
-    """Staff's Replay: makes a dead, failed or unmatched event due again from scratch;
-    returns whether it did (a processed event is never replayed)."""
+    """Staff's Replay: makes a dead, failed, unmatched or ignored event due again from
+    scratch; returns whether it did (a processed event is never replayed, nor one whose
+    payload the retention job pruned: there is nothing left to process)."""
     with transaction.atomic():
         updated = (
-            StripeEvent.objects.filter(pk=event_id)
+            StripeEvent.objects.filter(pk=event_id, payload_pruned_at__isnull=True)
             .exclude(status=Status.PROCESSED)
             .update(
                 status=Status.RECEIVED,

@@ -65,6 +65,9 @@ class StripeEvent(models.Model):
     # The database default too, for rows written by raw SQL (an older release's ingest
     # during a deploy).
     next_attempt_at = models.DateTimeField(default=timezone.now, db_default=Now())
+    # Set when the retention job emptied `payload` (payments.retention): the row stays as
+    # the audit trail, and such an event can never be processed or replayed again.
+    payload_pruned_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -81,6 +84,13 @@ class StripeEvent(models.Model):
                 fields=["next_attempt_at", "stripe_created"],
                 name="stripeevent_due",
                 condition=Q(status__in=["received", "failed"]),
+            ),
+            # The retention job's work list: only finished events still holding their
+            # payload. Ingest never writes into it (a new event is `received`).
+            models.Index(
+                fields=["received_at"],
+                name="stripeevent_prunable",
+                condition=Q(status__in=["processed", "ignored"], payload_pruned_at__isnull=True),
             ),
         ]
         constraints = [

@@ -6,7 +6,7 @@ from uuid import UUID
 from procrastinate import RetryStrategy
 from procrastinate.contrib.django import app
 
-from djangomart.payments import backfill, inbox, reconcile, refund_requests, refunds
+from djangomart.payments import backfill, inbox, reconcile, refund_requests, refunds, retention
 from djangomart.payments.models import StripeEvent
 
 logger = logging.getLogger(__name__)
@@ -80,3 +80,10 @@ def refunds_submit_due_task(timestamp: int) -> int:
 )
 def refunds_sync_task(order_id: str, payment_intent_id: str) -> int:
     return refunds.refunds_sync(order_id=UUID(order_id), payment_intent_id=payment_intent_id)
+
+
+# Daily, at a quiet hour; a run stops after its time budget and the next one goes on.
+@app.periodic(cron="41 4 * * *")
+@app.task(name="retention_prune", queue="reconcile", queueing_lock="retention_prune")
+def retention_prune_task(timestamp: int) -> dict[str, int]:
+    return retention.retention_run().pruned

@@ -1,0 +1,110 @@
+"""Retention: what the shop stores about payments and the messages it sent is emptied
+once it is old, the rows stay (docs/operations.md, "Retention").
+
+A Stripe event's payload is Stripe's copy of the customer (email, name, address, card
+country): kept for STRIPE_EVENT_RETENTION_DAYS, then replaced by {} and
+`payload_pruned_at` set; id, type, status, order, delivery count, the related ids and
+the last error stay as the audit trail. Only `processed` and `ignored` events are pruned:
+an event still waiting for a worker (`received`, `failed`) or for a human (`unmatched`,
+`dead`) keeps what it needs to be processed or replayed, and ages out once it is done.
+The outbox's payloads (which carry the order's shipping address) and the emails' and
+webhook deliveries' logs are pruned the same way after NOTIFY_RETENTION_DAYS.
+
+Every batch is one statement in its own short transaction that locks at most
+RETENTION_BATCH_SIZE rows and skips the rows a worker holds (SKIP LOCKED): the inbox is
+never locked for long, and ingest, which only inserts, is never waited for.
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+logger = logging.getLogger(__name__)
+
+Prune = Callable[..., int]  # (*, older_than: datetime, batch_size: int) -> rows pruned
+
+_STRIPE_EVENTS = """
+UPDATE payments_stripeevent SET payload = '{}'::jsonb, last_traceback = '',
+       payload_pruned_at = %(now)s
+ WHERE id IN (SELECT id FROM payments_stripeevent
+               WHERE status IN ('processed', 'ignored') AND payload_pruned_at IS NULL
+                 AND received_at < %(older_than)s
+               ORDER BY received_at LIMIT %(batch)s FOR UPDATE SKIP LOCKED)
+"""
+
+_OUTBOX_EVENTS = """
+UPDATE notify_outboxevent SET payload = '{}'::jsonb, payload_pruned_at = %(now)s
+ WHERE id IN (SELECT id FROM notify_outboxevent
+               WHERE payload_pruned_at IS NULL AND created_at < %(older_than)s
+               ORDER BY created_at LIMIT %(batch)s FOR UPDATE SKIP LOCKED)
+"""
+
+
+def _batch(sql: str, *, older_than: datetime, batch_size: int) -> int:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, {"now": timezone.now(), "older_than": older_than, "batch": batch_size})
+        return cursor.rowcount
+
+
+def stripe_events_prune(*, older_than: datetime, batch_size: int) -> int:
+    """Empties the payloads of at most `batch_size` finished Stripe events received
+    before `older_than`, oldest first; returns how many."""
+    return _batch(_STRIPE_EVENTS, older_than=older_than, batch_size=batch_size)
+
+
+def outbox_events_prune(*, older_than: datetime, batch_size: int) -> int:
+    """Empties the payloads of at most `batch_size` outbox events created before
+    `older_than`, oldest first; returns how many."""
+    return _batch(_OUTBOX_EVENTS, older_than=older_than, batch_size=batch_size)
+
+
+@dataclass
+class RetentionRun:
+    cutoffs: dict[str, datetime] = field(default_factory=dict)
+    pruned: dict[str, int] = field(default_factory=dict)
+    batches: int = 0
+    complete: bool = True  # False when the time budget ran out first
+
+
+def _targets(now: datetime) -> list[tuple[str, Prune, datetime]]:
+    # Imported here: each is a consumer of the outbox, which payments writes to.
+    from djangomart.notify.emails.services import notifications_prune
+    from djangomart.notify.webhooks.services import webhook_attempts_prune
+
+    stripe_cutoff = now - timedelta(days=settings.STRIPE_EVENT_RETENTION_DAYS)
+    notify_cutoff = now - timedelta(days=settings.NOTIFY_RETENTION_DAYS)
+    return [
+        ("stripe_events", stripe_events_prune, stripe_cutoff),
+        ("outbox_events", outbox_events_prune, notify_cutoff),
+        ("notifications", notifications_prune, notify_cutoff),
+        ("webhook_attempts", webhook_attempts_prune, notify_cutoff),
+    ]
+
+
+def retention_run(*, budget_seconds: float = 300.0, now: datetime | None = None) -> RetentionRun:
+    """Prunes everything past its retention, batch after batch, until nothing is left or
+    `budget_seconds` have passed (the next daily run goes on from there)."""
+    now = now or timezone.now()
+    batch_size = settings.RETENTION_BATCH_SIZE
+    deadline = timezone.now() + timedelta(seconds=budget_seconds)
+    run = RetentionRun()
+    for name, prune, cutoff in _targets(now):
+        run.cutoffs[name] = cutoff
+        run.pruned[name] = 0
+        while True:
+            if timezone.now() >= deadline:
+                run.complete = False
+                break
+            count = prune(older_than=cutoff, batch_size=batch_size)
+            run.batches += 1
+            run.pruned[name] += count
+            if count < batch_size:
+                break
+    extra = {"pruned": run.pruned, "batches": run.batches, "complete": run.complete}
+    logger.info("retention run", extra=extra)
+    return run
