@@ -22,7 +22,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from djangomart.core.metrics import EMAILS
-from djangomart.notify.emails.models import Notification, NotificationKind
+from djangomart.notify.emails.models import STAFF_KINDS, Notification, NotificationKind
 from djangomart.notify.emails.render import NoRecipient, Rendered, notification_render
 from djangomart.notify.events import EventType
 from djangomart.notify.models import OutboxEvent
@@ -66,9 +66,7 @@ def emails_for_event(event: OutboxEvent) -> list[Notification]:
     kind = KIND_FOR_EVENT.get(event.type)
     if kind is None:
         return []
-    if kind in (Kind.STAFF_NEEDS_ATTENTION, Kind.STAFF_DISPUTE_OPENED) and not (
-        settings.STAFF_NOTIFY_EMAILS
-    ):
+    if kind in STAFF_KINDS and not settings.STAFF_NOTIFY_EMAILS:
         return []
     now = timezone.now()
     try:
@@ -109,7 +107,9 @@ def notification_send(*, notification_id: UUID) -> str:
     claimed = Notification.objects.filter(pk=notification_id, status=Status.QUEUED).update(
         status=Status.SENDING, attempts=F("attempts") + 1, claimed_at=timezone.now()
     )
-    notification = Notification.objects.select_related("event").get(pk=notification_id)
+    notification = Notification.objects.select_related("event").filter(pk=notification_id).first()
+    if notification is None:
+        return "missing"  # a job outliving its row (a restored or flushed database)
     if not claimed:
         return str(notification.status)
     try:
@@ -209,10 +209,10 @@ def notifications_requeue_stale(*, now: datetime | None = None) -> int:
         stale = list(
             Notification.objects.filter(status=Status.SENDING, claimed_at__lt=cutoff)
             .select_for_update(skip_locked=True)
-            .values_list("pk", "attempts")
+            .values_list("pk", "attempts", "kind")
         )
-        exhausted = [pk for pk, attempts in stale if attempts >= MAX_ATTEMPTS]
-        retried = [pk for pk, attempts in stale if attempts < MAX_ATTEMPTS]
+        exhausted = [pk for pk, attempts, _ in stale if attempts >= MAX_ATTEMPTS]
+        retried = [pk for pk, attempts, _ in stale if attempts < MAX_ATTEMPTS]
         Notification.objects.filter(pk__in=exhausted).update(
             status=Status.FAILED, last_error=STALE_ERROR + " No attempts left."
         )
@@ -227,6 +227,8 @@ def notifications_requeue_stale(*, now: datetime | None = None) -> int:
         Notification.objects.filter(pk__in=lost).update(next_attempt_at=now)
         for pk in [*retried, *lost]:
             _job_defer(pk)
+    for _, attempts, kind in stale:
+        EMAILS.labels(kind=kind, outcome="failed" if attempts >= MAX_ATTEMPTS else "retry").inc()
     if stale or lost:
         logger.warning(
             "emails requeued",

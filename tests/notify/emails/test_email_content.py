@@ -13,7 +13,11 @@ from procrastinate.contrib.django.models import ProcrastinateJob
 from djangomart.accounts.deletion import placeholder_email
 from djangomart.notify.emails.models import Notification
 from djangomart.notify.emails.render import NoRecipient, notification_render
-from djangomart.notify.emails.services import notifications_prune
+from djangomart.notify.emails.services import (
+    MAX_ATTEMPTS,
+    notifications_prune,
+    notifications_requeue_stale,
+)
 from djangomart.notify.events import EventType
 from djangomart.notify.services import notify_enqueue
 from djangomart.orders import transitions
@@ -271,3 +275,24 @@ def test_the_admin_resend_queues_the_same_notification_again_and_records_it(
     assert str(notification.pk) in listed.content.decode()
     page = staff_client.get(f"/admin/orders/order/{order.pk}/change/")
     assert "order confirmation" in page.content.decode()
+
+
+def test_the_sweeper_gives_up_on_a_dead_claim_past_its_attempts_and_rejobs_a_lost_queue(
+    order: Order,
+) -> None:
+    dead = enqueue(order, EventType.ORDER_PAID)
+    lost = enqueue(order, EventType.ORDER_EXPIRED)
+    long_ago = timezone.now() - timedelta(hours=1)
+    Notification.objects.filter(pk=dead.pk).update(
+        status="sending", attempts=MAX_ATTEMPTS, claimed_at=long_ago
+    )
+    Notification.objects.filter(pk=lost.pk).update(next_attempt_at=long_ago)
+    ProcrastinateJob.objects.filter(task_name="notification_send").delete()
+
+    assert notifications_requeue_stale() == 2
+    dead.refresh_from_db()
+    assert dead.status == "failed"
+    assert "No attempts left" in dead.last_error
+    assert jobs_for(dead) == 0
+    assert jobs_for(lost) == 1
+    assert notifications_requeue_stale() == 0  # the lost one is due again only later
