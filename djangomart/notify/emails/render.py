@@ -18,8 +18,17 @@ from djangomart.orders.models import Order
 SESSION_PLACEHOLDER = "{CHECKOUT_SESSION_ID}"
 
 
-class NoRecipient(Exception):
-    """Nobody to send it to: it fails at once, with this message, and is not retried."""
+class Unsendable(Exception):
+    """The email cannot be sent, now or later: it fails at once, with this message, and
+    is not retried."""
+
+
+class NoRecipient(Unsendable):
+    """Nobody to send it to."""
+
+
+class ContentErased(Unsendable):
+    """Retention emptied the fact's payload, which the email is written from."""
 
 
 @dataclass(frozen=True)
@@ -143,9 +152,14 @@ def context(notification: Notification, order: Order) -> dict[str, Any]:
 
 
 def notification_render(notification: Notification) -> Rendered:
-    """Raises NoRecipient when there is nobody to send it to."""
+    """Raises Unsendable: NoRecipient when there is nobody to send it to, ContentErased
+    when retention emptied the event's payload."""
     order = Order.objects.get(pk=notification.order_id)
     to = recipients(notification, order)
+    if not notification.event.payload.get("data"):
+        raise ContentErased(
+            "The event this email tells about was pruned by retention: it can no longer be written."
+        )
     ctx = context(notification, order)
     base = f"emails/{notification.kind}"
     # One line: a newline in a header would end it.

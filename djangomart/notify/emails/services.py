@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from djangomart.core.metrics import EMAILS
 from djangomart.notify.emails.models import STAFF_KINDS, Notification, NotificationKind
-from djangomart.notify.emails.render import NoRecipient, Rendered, notification_render
+from djangomart.notify.emails.render import Rendered, Unsendable, notification_render
 from djangomart.notify.events import EventType
 from djangomart.notify.models import OutboxEvent
 from djangomart.orders.models import OrderEvent
@@ -114,7 +114,7 @@ def notification_send(*, notification_id: UUID) -> str:
         return str(notification.status)
     try:
         rendered = notification_render(notification)
-    except NoRecipient as exc:
+    except Unsendable as exc:
         return _give_up(notification, str(exc))
     try:
         _message(notification, rendered).send()

@@ -12,13 +12,14 @@ from procrastinate.contrib.django.models import ProcrastinateJob
 
 from djangomart.accounts.deletion import placeholder_email
 from djangomart.notify.emails.models import Notification
-from djangomart.notify.emails.render import NoRecipient, notification_render
+from djangomart.notify.emails.render import ContentErased, NoRecipient, notification_render
 from djangomart.notify.emails.services import (
     MAX_ATTEMPTS,
     notifications_prune,
     notifications_requeue_stale,
 )
 from djangomart.notify.events import EventType
+from djangomart.notify.models import OutboxEvent
 from djangomart.notify.services import notify_enqueue
 from djangomart.orders import transitions
 from djangomart.orders.locks import orders_lock
@@ -204,6 +205,14 @@ def test_an_erased_address_is_never_mailed(order: Order) -> None:
     notification = enqueue(order, EventType.ORDER_PAID)
     Order.objects.filter(pk=order.pk).update(email=placeholder_email(41))
     with pytest.raises(NoRecipient, match="deleted their account"):
+        notification_render(notification)
+
+
+def test_an_email_whose_event_was_pruned_by_retention_cannot_be_written(order: Order) -> None:
+    notification = enqueue(order, EventType.ORDER_PAID)
+    OutboxEvent.objects.filter(pk=notification.event_id).update(payload={})
+    notification.refresh_from_db()
+    with pytest.raises(ContentErased, match="pruned by retention"):
         notification_render(notification)
 
 
