@@ -116,6 +116,8 @@ def notification_send(*, notification_id: UUID) -> str:
         rendered = notification_render(notification)
     except Unsendable as exc:
         return _give_up(notification, str(exc))
+    except Exception as exc:  # noqa: BLE001 - a template or payload bug: retried, then failed
+        return _attempt_failed(notification, None, exc)
     try:
         _message(notification, rendered).send()
     except Exception as exc:  # noqa: BLE001 - recorded on the row and retried with backoff
@@ -173,7 +175,7 @@ def _give_up(notification: Notification, error: str, rendered: Rendered | None =
     return str(Status.FAILED)
 
 
-def _attempt_failed(notification: Notification, rendered: Rendered, exc: Exception) -> str:
+def _attempt_failed(notification: Notification, rendered: Rendered | None, exc: Exception) -> str:
     error = f"{type(exc).__name__}: {exc}"[:2000]
     attempt = notification.attempts
     if attempt >= MAX_ATTEMPTS or _is_permanent(exc):

@@ -98,7 +98,9 @@ def scheduled_jobs(notification: Notification) -> list[Any]:
             task_name="notification_send",
             args={"notification_id": str(notification.pk)},
             status="todo",
-        ).values_list("scheduled_at", flat=True)
+        )
+        .order_by("id")
+        .values_list("scheduled_at", flat=True)
     )
 
 
@@ -256,3 +258,15 @@ def test_a_staff_resend_is_sent_again_as_a_new_message(order: Order) -> None:
     first, second = (m.extra_headers["Message-ID"] for m in mail.outbox)
     assert first != second
     assert Notification.objects.get(pk=notification.pk).status == "sent"
+
+
+def test_an_email_that_cannot_be_rendered_is_retried_not_left_sending(order: Order) -> None:
+    with transaction.atomic():  # a shipment event breaking the contract: no "shipment"
+        notify_enqueue(EventType.SHIPMENT_CREATED, orders_lock([order.pk])[order.pk], cause="1")
+    notification = Notification.objects.get(order=order)
+    assert notification_send(notification_id=notification.pk) == "queued"
+    notification.refresh_from_db()
+    assert notification.last_error == "Attempt 1: KeyError: 'shipment'"
+    # The first job (never run here: the test sent it itself) and the retry, a minute on.
+    assert [due is None for due in scheduled_jobs(notification)] == [True, False]
+    assert mail.outbox == []
