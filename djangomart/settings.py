@@ -452,3 +452,26 @@ RETENTION_BATCH_SIZE: int = env.int("RETENTION_BATCH_SIZE", default=500)
 for _name in ("STRIPE_EVENT_RETENTION_DAYS", "NOTIFY_RETENTION_DAYS", "RETENTION_BATCH_SIZE"):
     if vars()[_name] < 1:
         raise ImproperlyConfigured(f"{_name} must be at least 1, not {vars()[_name]}.")
+
+# --- Customer and staff emails (docs/emails.md) ---
+# Who gets the staff emails (an order needs attention, a dispute opened), comma-separated;
+# empty: no staff email is queued.
+STAFF_NOTIFY_EMAILS: list[str] = [
+    address.strip() for address in env.list("STAFF_NOTIFY_EMAILS", default=[]) if address.strip()
+]
+# The emails' branding (with SHOP_NAME): a logo image's https:// URL (empty: the name as
+# text) and two colours, #rgb or #rrggbb: the header band and the buttons and links.
+SHOP_LOGO_URL: str = env.str("SHOP_LOGO_URL", default="")
+SHOP_PRIMARY_COLOR: str = env.str("SHOP_PRIMARY_COLOR", default="#1f2937")
+SHOP_ACCENT_COLOR: str = env.str("SHOP_ACCENT_COLOR", default="#2563eb")
+if SHOP_LOGO_URL and urlsplit(SHOP_LOGO_URL).scheme not in ("http", "https"):
+    raise ImproperlyConfigured(f"SHOP_LOGO_URL must be an http(s) URL, not {SHOP_LOGO_URL!r}.")
+for _name in ("SHOP_PRIMARY_COLOR", "SHOP_ACCENT_COLOR"):
+    # Checked: the value goes into the emails' CSS as it is.
+    _colour = vars()[_name]
+    if not (
+        len(_colour) in (4, 7)
+        and _colour[0] == "#"
+        and all(c in "0123456789abcdefABCDEF" for c in _colour[1:])
+    ):
+        raise ImproperlyConfigured(f"{_name} must be a colour such as #1f2937, not {_colour!r}.")

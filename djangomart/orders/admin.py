@@ -22,6 +22,7 @@ from django.utils.safestring import SafeString
 from djangomart.accounts.countries import COUNTRIES
 from djangomart.core.errors import DomainError
 from djangomart.money import format_amount, format_number, parse_amount
+from djangomart.notify.emails.admin import NotificationInline
 from djangomart.orders.models import Order, OrderEvent, OrderLine, OrderNeedingAttention
 from djangomart.orders.selectors import orders_timeline_seen
 from djangomart.orders.services import (
@@ -218,7 +219,7 @@ class OrderAdmin(admin.ModelAdmin[Order]):
     list_filter = ["status", "payment_status", "needs_attention", "disputed", "created_at"]
     search_fields = ["id", "email", "stripe_checkout_session_id", "stripe_payment_intent_id"]
     date_hierarchy = "created_at"
-    inlines = [OrderLineInline, RefundInline, DisputeInline, OrderEventInline]
+    inlines = [OrderLineInline, RefundInline, DisputeInline, NotificationInline, OrderEventInline]
     readonly_fields = [
         "id",
         "email",
