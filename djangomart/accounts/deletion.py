@@ -4,9 +4,10 @@ The user row stays, anonymized and inactive, because orders point at it and must
 their lines and money facts for accounting (tax records, refunds and disputes that may
 still arrive from Stripe). Everything that identifies the person is erased: the user's
 name and email, their allauth email addresses (so that the email can sign up again),
-saved addresses and carts, and the personal fields of each order's email and shipping
-snapshot. Every way in ends at once: login sessions (cookie and app token), order access
-tokens and staff API tokens."""
+saved addresses and carts, the personal fields of each order's email and shipping
+snapshot, and the recipient and text of the emails sent about those orders. Every way
+in ends at once: login sessions (cookie and app token), order access tokens and staff
+API tokens."""
 
 import logging
 from importlib import import_module
@@ -123,6 +124,11 @@ def _account_erase(*, user_id: int, session_keys: set[str]) -> None:
         order.access_token = new_access_token()
         order.save(update_fields=["email", "shipping_address", "access_token", "updated_at"])
         order_note(order, OrderEvent.Kind.NOTE, TIMELINE_MESSAGE)
+    # Imported here: the emails import the order API's representation, which imports
+    # the accounts.
+    from djangomart.notify.emails.services import notifications_erase_for_orders
+
+    notifications_erase_for_orders(list(orders))
 
     # Known sessions are deleted outright; any other one dies at its next use, because
     # the password (hence Django's session auth hash) changes and the user is inactive.

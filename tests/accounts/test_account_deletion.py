@@ -18,6 +18,9 @@ from djangomart.accounts.deletion import ERASED, TIMELINE_MESSAGE
 from djangomart.accounts.models import Address, StaffApiToken
 from djangomart.accounts.services import staff_token_create
 from djangomart.carts.models import Cart
+from djangomart.notify.emails.models import Notification
+from djangomart.notify.events import EventType
+from djangomart.notify.services import notify_enqueue
 from djangomart.orders.models import Order, OrderEvent
 from djangomart.payments.models import Refund
 from tests.accounts.helpers import PASSWORD, app_login, browser_csrf, customer_create
@@ -278,3 +281,26 @@ def test_two_deletions_at_once_erase_the_account_once(goods: None) -> None:
     ada.refresh_from_db()
     assert not ada.is_active
     assert ada.email == f"deleted-{ada.pk}@deleted.invalid"
+
+
+def test_the_emails_sent_about_the_accounts_orders_are_erased(goods: None) -> None:
+    ada = customer_create("ada@example.com")
+    adas = order_make(ada)
+    bob = customer_create("bob@example.com")
+    bobs = order_make(bob, email="bob@example.com")
+    for order in (adas, bobs):
+        notify_enqueue(EventType.ORDER_PAID, order)
+    Notification.objects.update(
+        status="sent", recipient="someone@example.com", body_text="Dear someone", body_html="<p>"
+    )
+    token = app_login(Client(), "ada@example.com")
+
+    assert (
+        me_delete(Client(), {"password": PASSWORD}, **{"X-Session-Token": token}).status_code == 204
+    )
+
+    (erased,) = Notification.objects.filter(order=adas)
+    assert (erased.recipient, erased.body_text, erased.body_html) == ("", "", "")
+    assert erased.status == "sent"  # the record that it was sent stays
+    (kept,) = Notification.objects.filter(order=bobs)
+    assert kept.body_text == "Dear someone"

@@ -194,7 +194,12 @@ def _attempt_failed(notification: Notification, rendered: Rendered | None, exc: 
     EMAILS.labels(kind=notification.kind, outcome="retry").inc()
     logger.info(
         "email attempt failed; retrying",
-        extra={"notification_id": str(notification.pk), "attempt": attempt, "delay": delay},
+        extra={
+            "notification_id": str(notification.pk),
+            "attempt": attempt,
+            "delay": delay,
+            "error": error,
+        },
     )
     return str(Status.QUEUED)
 
@@ -297,3 +302,13 @@ def notifications_prune(*, older_than: datetime, batch_size: int) -> int:
             [timezone.now(), Status.SENT, Status.FAILED, older_than, batch_size],
         )
         return int(cursor.rowcount)
+
+
+def notifications_erase_for_orders(order_ids: list[UUID]) -> int:
+    """Account deletion (accounts.deletion): the recipient and bodies of these orders'
+    emails already sent or failed are erased now, as retention would later; the rows
+    stay. A queued one needs nothing: its recipient is read from the order (erased by
+    then) when it is sent. Returns the rows erased."""
+    return Notification.objects.filter(
+        order_id__in=order_ids, status__in=[Status.SENT, Status.FAILED], pruned_at__isnull=True
+    ).update(recipient="", body_text="", body_html="", pruned_at=timezone.now())
