@@ -38,9 +38,6 @@ class WebhookEndpoint(models.Model):
     def __str__(self) -> str:
         return self.description or self.url
 
-    def listens_to(self, event_type: str) -> bool:
-        return event_type in self.event_types
-
 
 class WebhookDelivery(models.Model):
     """One event for one endpoint: sent until a 2xx answer, retried with backoff for the

@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -105,7 +105,13 @@ def webhook_delivery_send(*, delivery_id: int) -> str:
             "DjangoMart-Event-Type": delivery.event.type,
         },
     )
-    outcome = _attempt_record(delivery, token, started_at, answer)
+    try:
+        outcome = _attempt_record(delivery, token, started_at, answer)
+    except IntegrityError:
+        # The endpoint was deleted during the attempt, its deliveries with it.
+        if WebhookDelivery.objects.filter(pk=delivery_id).exists():
+            raise
+        return "skipped"
     if outcome != "lost_claim":
         OUTBOUND_WEBHOOKS.labels(type=delivery.event.type, outcome=outcome).inc()
     return outcome

@@ -2,6 +2,7 @@
 
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -19,6 +20,7 @@ class Receiver:
     """Answers `failures` 500s to each event id, then 200; records every request."""
 
     failures: int = 0
+    on_request: Callable[[], None] | None = None  # run before answering
     requests: list[Received] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
 
@@ -46,6 +48,8 @@ class Receiver:
                 )
                 status = 500 if seen < receiver.failures else 200
                 receiver.requests.append(Received(dict(self.headers.items()), body, status))
+                if receiver.on_request is not None:
+                    receiver.on_request()
                 answer = b'{"ok": true}' if status == 200 else b"temporarily broken " * 1000
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(answer)))
@@ -56,7 +60,9 @@ class Receiver:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         return self
 
     def stop(self) -> None:

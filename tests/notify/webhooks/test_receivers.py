@@ -15,7 +15,7 @@ from django.db import connection
 from django.test import Client
 
 from djangomart.notify.models import OutboxEvent
-from djangomart.notify.webhooks.models import WebhookDelivery
+from djangomart.notify.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from djangomart.notify.webhooks.services import webhook_delivery_send
 from djangomart.orders.models import Order
 from djangomart.payments.inbox import stripe_event_process
@@ -96,6 +96,28 @@ def test_two_workers_sending_one_delivery_at_once_post_it_once(
         futures = [pool.submit(send) for _ in range(2)]
     assert sorted(f.result() for f in futures) == ["delivered", "skipped"]
     assert len(hook.requests) == 1
+
+
+@pytest.mark.usefixtures("demo_catalog")
+def test_an_endpoint_deleted_during_an_attempt_takes_its_delivery_and_log_with_it(
+    receiver: Callable[..., Receiver],
+) -> None:
+    def delete_endpoint() -> None:
+        try:
+            WebhookEndpoint.objects.all().delete()
+        finally:
+            connection.close()  # the receiver thread's own connection
+
+    endpoint_make(receiver(on_request=delete_endpoint).url, "order.paid")
+    client = Client()
+    payload = paid_event(order_build())
+    post_event(client, payload)
+    stripe_event_process(event_id=json.loads(payload)["id"])
+    delivery = WebhookDelivery.objects.get()
+
+    assert webhook_delivery_send(delivery_id=delivery.pk) == "skipped"
+    assert not WebhookDelivery.objects.exists()
+    assert not WebhookAttempt.objects.exists()
 
 
 def test_a_hanging_receiver_slows_neither_checkout_nor_the_webhook_ack_nor_processing(
