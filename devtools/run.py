@@ -2,7 +2,8 @@
 
 Starts the embedded PostgreSQL (unless DATABASE_URL is set), migrates, loads the
 demo catalog, then runs the web server (gunicorn), the Stripe event workers
-(STRIPE_EVENT_WORKERS of them, default 2), a job worker (procrastinate) and, unless
+(STRIPE_EVENT_WORKERS of them, default 2), a job worker (procrastinate), the outbound
+webhooks' own job worker (queue outbound_webhooks) and, unless
 STRIPE_SECRET_KEY is set, the offline Stripe sandbox, until Ctrl-C or SIGTERM,
 when it stops every process it started, the database last.
 
@@ -148,6 +149,20 @@ def event_workers(env: dict[str, str]) -> int:
     return int(value)
 
 
+# Every queue but outbound_webhooks: a receiver that hangs must never hold the slots of
+# refunds, reconciliation or emails (docs/webhooks-outbound.md, docs/deployment.md).
+JOB_QUEUES = "stripe_events,refunds,reconcile,carts,emails"
+OUTBOUND_WEBHOOKS_QUEUE = "outbound_webhooks"
+
+
+def outbound_webhook_concurrency(env: dict[str, str]) -> str:
+    """How many deliveries the outbound webhooks worker sends at once."""
+    value = env.get("OUTBOUND_WEBHOOK_CONCURRENCY", "4")
+    if not value.isdigit() or not 1 <= int(value) <= 64:
+        raise RuntimeError(f"OUTBOUND_WEBHOOK_CONCURRENCY={value!r}: give a number from 1 to 64.")
+    return value
+
+
 def main() -> int:
     original_ppid = os.getppid()
     install_shutdown_handlers()
@@ -167,8 +182,19 @@ def main() -> int:
                     "stripe-sandbox", use_sandbox(env, port), env, human_output=True
                 )
             processes["worker"] = start(
-                "worker", [PYTHON, "manage.py", "procrastinate", "worker"], env
+                "worker",
+                [PYTHON, "manage.py", "procrastinate", "worker", f"--queues={JOB_QUEUES}"],
+                env,
             )
+            processes["webhooks-worker"] = start(
+                "webhooks-worker",
+                [
+                    PYTHON, "manage.py", "procrastinate", "worker",
+                    f"--queues={OUTBOUND_WEBHOOKS_QUEUE}",
+                    f"--concurrency={outbound_webhook_concurrency(env)}",
+                ],
+                env,
+            )  # fmt: skip
             for n in range(event_workers(env)):
                 processes[f"events-{n + 1}"] = start(
                     f"events-{n + 1}", [PYTHON, "manage.py", "stripe_events_worker"], env

@@ -475,3 +475,29 @@ for _name in ("SHOP_PRIMARY_COLOR", "SHOP_ACCENT_COLOR"):
         and all(c in "0123456789abcdefABCDEF" for c in _colour[1:])
     ):
         raise ImproperlyConfigured(f"{_name} must be a colour such as #1f2937, not {_colour!r}.")
+
+# --- Outbound webhooks (docs/webhooks-outbound.md) ---
+# Each attempt's timeouts: to connect, and between bytes of the answer (seconds).
+OUTBOUND_WEBHOOK_CONNECT_TIMEOUT: float = env.float("OUTBOUND_WEBHOOK_CONNECT_TIMEOUT", default=3.0)
+OUTBOUND_WEBHOOK_READ_TIMEOUT: float = env.float("OUTBOUND_WEBHOOK_READ_TIMEOUT", default=10.0)
+# Retries: the first after RETRY_BASE seconds, each next one twice as late, at most
+# RETRY_MAX apart, until RETRY_WINDOW seconds after the cycle's first attempt (3 days).
+OUTBOUND_WEBHOOK_RETRY_BASE: float = env.float("OUTBOUND_WEBHOOK_RETRY_BASE", default=60.0)
+OUTBOUND_WEBHOOK_RETRY_MAX: float = env.float("OUTBOUND_WEBHOOK_RETRY_MAX", default=6 * 3600.0)
+OUTBOUND_WEBHOOK_RETRY_WINDOW: float = env.float(
+    "OUTBOUND_WEBHOOK_RETRY_WINDOW", default=3 * 24 * 3600.0
+)
+# Endpoints on loopback, private or link-local addresses, and plain http: refused unless
+# this is on (it is in development, with DEBUG).
+OUTBOUND_WEBHOOK_ALLOW_PRIVATE: bool = env.bool("OUTBOUND_WEBHOOK_ALLOW_PRIVATE", default=DEBUG)
+# Deliveries sent at once by the dedicated worker `make run` starts (devtools/run.py).
+OUTBOUND_WEBHOOK_CONCURRENCY: int = env.int("OUTBOUND_WEBHOOK_CONCURRENCY", default=4)
+for _name in ("OUTBOUND_WEBHOOK_CONNECT_TIMEOUT", "OUTBOUND_WEBHOOK_READ_TIMEOUT"):
+    if not 0 < vars()[_name] <= 60:
+        raise ImproperlyConfigured(f"{_name} must be more than 0 and at most 60 seconds.")
+if OUTBOUND_WEBHOOK_RETRY_BASE < 0 or OUTBOUND_WEBHOOK_RETRY_MAX < OUTBOUND_WEBHOOK_RETRY_BASE:
+    raise ImproperlyConfigured(
+        "OUTBOUND_WEBHOOK_RETRY_BASE must be 0 or more, and OUTBOUND_WEBHOOK_RETRY_MAX at least it."
+    )
+if OUTBOUND_WEBHOOK_CONCURRENCY < 1:
+    raise ImproperlyConfigured("OUTBOUND_WEBHOOK_CONCURRENCY must be 1 or more.")

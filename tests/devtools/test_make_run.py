@@ -75,6 +75,14 @@ def test_make_run_serves_the_demo_catalog_and_stops_everything_on_sigterm(
         assert any("gunicorn" in c for c in commands)
         assert any("stripe_sandbox" in c for c in commands)
         assert any("procrastinate worker" in c for c in commands)
+        # The outbound webhooks have their own worker; the job worker does not take them.
+        workers = [c for c in commands if "procrastinate worker" in c]
+        assert any("--queues=outbound_webhooks --concurrency=4" in c for c in workers)
+        assert all(
+            "--queues=" in c and "outbound_webhooks" not in c
+            for c in workers
+            if "--concurrency" not in c
+        )
     finally:
         launcher.send_signal(signal.SIGTERM)
         _, stderr = launcher.communicate(timeout=60)
