@@ -30,7 +30,7 @@ def public(settings: Any) -> None:
     settings.METRICS_PUBLIC = True
 
 
-def scrape(client: Client, **headers: str) -> Any:
+def scrape(client: Client, **headers: Any) -> Any:
     return client.get("/metrics", **headers)
 
 

@@ -68,7 +68,7 @@ class Web:
         if not path.exists():
             return {}
         totals: dict[str, float] = {}
-        for key, count, _, _ in MmapedDict.read_all_values_from_file(str(path)):
+        for key, count, _, _ in MmapedDict.read_all_values_from_file(str(path)):  # type: ignore[no-untyped-call]
             _, name, labels, _ = json.loads(key)
             if name == WEBHOOKS:
                 outcome = labels["outcome"] if labels["outcome"] != "refused" else labels["reason"]
