@@ -1,8 +1,11 @@
-"""Reading metrics in tests: a scrape's text as {(sample name, labels): value}, and the
-test process's own counters (no PROMETHEUS_MULTIPROC_DIR here: the default registry)."""
+"""Reading metrics in tests: a scrape's text as {(sample name, labels): value}, and what a
+block added to the test process's own counters (no PROMETHEUS_MULTIPROC_DIR here: the
+default registry)."""
 
 from typing import Any
 
+import psycopg
+from django.db import connection
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -22,9 +25,11 @@ def value(found: Samples, name: str, **labels: str) -> float:
     return found.get((name, frozenset(labels.items())), 0.0)
 
 
-def counted(name: str, **labels: str) -> float:
-    """The test process's current value of a sample, 0 when it has none yet."""
-    return REGISTRY.get_sample_value(name, labels) or 0.0
+def other_connection() -> "psycopg.Connection[Any]":
+    """A second connection to the test database, as another process would hold one."""
+    params = connection.get_connection_params()
+    own = {k: v for k, v in params.items() if k in {"host", "port", "user", "password", "dbname"}}
+    return psycopg.connect(**own, autocommit=True)
 
 
 class Delta:

@@ -11,9 +11,10 @@ from django.test import Client
 from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from djangomart.core import metrics_db
 from djangomart.orders.models import Order
 from djangomart.payments.models import ReconciliationRun, StripeEvent
-from tests.core.metrics_helpers import Delta, samples, value
+from tests.core.metrics_helpers import Delta, other_connection, samples, value
 from tests.payments.builders import order_build
 from tests.payments.conftest import WEBHOOK_SECRET, event_json, sign
 
@@ -124,6 +125,24 @@ def test_an_empty_inbox_has_no_oldest_event_and_no_run_no_last_success(client: C
     found = samples(scrape(client).content.decode())
     assert value(found, "djangomart_stripe_inbox_oldest_unprocessed_age_seconds") == 0
     assert ("djangomart_reconciliation_last_success_timestamp_seconds", frozenset()) not in found
+
+
+@pytest.mark.usefixtures("public")
+def test_a_database_too_slow_for_the_scrape_leaves_the_counters_and_says_so(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(metrics_db, "STATEMENT_TIMEOUT_MS", 100)
+    with other_connection() as other, other.transaction():
+        # A migration holding the orders' table, say.
+        other.execute("LOCK TABLE orders_order IN ACCESS EXCLUSIVE MODE")
+        response = scrape(client)
+    assert response.status_code == 200
+    found = samples(response.content.decode())
+    assert value(found, "djangomart_metrics_database_up") == 0
+    gauges = ("djangomart_orders", "djangomart_stripe_inbox")
+    assert not [name for name, _ in found if name.startswith(gauges)]
+    assert "# TYPE djangomart_checkouts_total counter" in response.content.decode()
+    assert value(samples(scrape(client).content.decode()), "djangomart_metrics_database_up") == 1
 
 
 def test_the_metrics_are_not_part_of_the_api_schema(client: Client) -> None:

@@ -6,16 +6,14 @@ reconciliation runs by outcome (docs/operations.md)."""
 import json
 from typing import Any
 
-import psycopg
 import pytest
-from django.db import connection
 from django.test import Client
 
 from djangomart.orders.models import Order
 from djangomart.payments import backfill
 from djangomart.payments.inbox import stripe_event_process
 from djangomart.payments.inbox_worker import stripe_events_work
-from tests.core.metrics_helpers import Delta, samples, value
+from tests.core.metrics_helpers import Delta, other_connection, samples, value
 from tests.payments.builders import new_intent_id, order_build
 from tests.payments.conftest import event_json, post_event, session_object
 from tests.payments.stripe_proxy import Handler, StripeProxy
@@ -116,11 +114,7 @@ def test_reconciliation_runs_are_counted_by_outcome_and_the_last_success_is_a_ga
         run = backfill.reconcile_run(trigger="command")
         refusing["on"] = True
         assert backfill.reconcile_run(trigger="command").status == "failed"
-        params = connection.get_connection_params()
-        own = {
-            k: v for k, v in params.items() if k in {"host", "port", "user", "password", "dbname"}
-        }
-        with psycopg.connect(**own, autocommit=True) as other:
+        with other_connection() as other:
             # Another run holds the lock (on its own connection).
             other.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [backfill._LOCK])
             with pytest.raises(backfill.ReconcileBusy):
