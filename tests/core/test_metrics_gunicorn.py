@@ -1,13 +1,15 @@
-"""/metrics counts what every gunicorn worker did (multi-process mode): real gunicorn with
-two workers sharing a PROMETHEUS_MULTIPROC_DIR, webhooks and checkouts sent until both
+"""/metrics counts what every process did (multi-process mode): real gunicorn with two
+workers sharing a PROMETHEUS_MULTIPROC_DIR, webhooks and checkouts sent until both
 workers served some, then one scrape gives the exact totals of the scripted flow and the
-database's gauges; a worker that exits keeps its counts in the next scrape."""
+database's gauges; then a Stripe event worker process processes the event, a gunicorn
+worker exits, and the next scrape has the worker's processing and still every count."""
 
 import http.client
 import json
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 from django.conf import settings
 from prometheus_client.mmap_dict import MmapedDict
 
+from djangomart.orders.models import Order
 from tests.core.metrics_helpers import Samples, samples, value
 from tests.payments.conftest import WEBHOOK_SECRET, event_json, session_object, sign
 from tests.payments.race_helpers import order_pending, wait_until
@@ -33,6 +36,7 @@ class Web:
     server: subprocess.Popen[bytes]
     port: int
     metrics_dir: Path
+    env: dict[str, str]
 
     def request(
         self, method: str, path: str, body: bytes | None = None, **headers: str
@@ -96,7 +100,7 @@ def web(tmp_path: Path) -> Iterator[Web]:
          "--bind", f"127.0.0.1:{port}", "--workers", "2"],
         cwd=settings.BASE_DIR, env=env, stdout=log, stderr=log,
     )  # fmt: skip
-    web = Web(server, port, metrics_dir)
+    web = Web(server, port, metrics_dir, env)
     try:
         wait_until(lambda: len(web.workers()) == 2 and healthy(web), timeout=60, what="gunicorn")
         yield web
@@ -174,10 +178,27 @@ def test_one_scrape_counts_the_deliveries_and_checkouts_of_both_workers(web: Web
     assert value(found, "djangomart_orders", status="paid") == 0
     assert value(found, "djangomart_orders_needing_attention") == 0
 
-    # A worker that ends (gunicorn's master starts another) leaves its counts behind.
-    os.kill(first, signal.SIGTERM)
-    wait_until(lambda: first not in web.workers() and len(web.workers()) == 2 and healthy(web),
-               timeout=60, what="a new worker")  # fmt: skip
+    # A Stripe event worker, another process sharing the directory, pays the order; and
+    # a gunicorn worker that ends (the master starts another) leaves its counts behind.
+    events_worker = subprocess.Popen(
+        [sys.executable, "manage.py", "stripe_events_worker"], cwd=settings.BASE_DIR,
+        env=web.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        os.kill(first, signal.SIGTERM)
+        wait_until(lambda: first not in web.workers() and len(web.workers()) == 2
+                   and healthy(web), timeout=60, what="a new gunicorn worker")  # fmt: skip
+        wait_until(lambda: Order.objects.get(pk=order.pk).status == "paid", timeout=60,
+                   what="the event worker")  # fmt: skip
+    finally:
+        events_worker.terminate()
+        events_worker.wait(20)
     again = web.scrape()
     assert value(again, WEBHOOKS, type="customer.created", outcome="new", reason="") == len(sent)
     assert value(again, WEBHOOKS, type="unknown", outcome="refused", reason="bad_signature") == 4
+    processed = "djangomart_stripe_events_processed_total"
+    assert value(again, processed, type="checkout.session.completed", outcome="processed") == 1
+    assert value(again, "djangomart_stripe_event_receipt_to_processed_seconds_count") == 1
+    assert value(again, "djangomart_stripe_inbox_events", status="received") == 0
+    assert value(again, "djangomart_orders", status="pending") == 0
+    assert value(again, "djangomart_orders", status="paid") == 1
