@@ -3,6 +3,7 @@
 import logging
 import multiprocessing
 import os
+from typing import Any
 
 from djangomart.core.logging import json_stdout_logging
 
@@ -50,3 +51,13 @@ graceful_timeout = 20
 # Gunicorn 24+ opens a control socket in $HOME by default; several servers on one
 # machine (tests, benchmarks, make run) would fight over it and we do not use it.
 control_socket_disable = True
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Multi-process metrics (docs/operations.md): a worker that ended leaves its counts
+    for the scrape to keep adding up; only its live gauges, which describe a process
+    that no longer exists, are removed."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

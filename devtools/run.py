@@ -5,7 +5,8 @@ demo catalog, then runs the web server (gunicorn), the Stripe event workers
 (STRIPE_EVENT_WORKERS of them, default 2), a job worker (procrastinate), the outbound
 webhooks' own job worker (queue outbound_webhooks) and, unless
 STRIPE_SECRET_KEY is set, the offline Stripe sandbox, until Ctrl-C or SIGTERM,
-when it stops every process it started, the database last.
+when it stops every process it started, the database last. They all share a fresh
+PROMETHEUS_MULTIPROC_DIR, so that /metrics counts every one of them.
 
 As in production, stdout carries only JSON log lines (the web server's and the job
 worker's); what is meant for people (migration progress, the URLs, the sandbox's own
@@ -18,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -120,6 +122,7 @@ DjangoMart is running at {base}/
   API docs:    {base}/api/v1/docs      (OpenAPI schema: {base}/api/v1/openapi.json)
   Products:    {base}/api/v1/products
   Admin:       {base}/admin/
+  Metrics:     {base}/metrics           (Prometheus; open with DEBUG, see docs/operations.md)
   Staff login: in another terminal run `make superuser` to create a staff account.
   Payments:    {stripe}
 Press Ctrl-C to stop everything.
@@ -170,6 +173,11 @@ def main() -> int:
     try:
         with ExitStack() as stack:
             env = dev_environ(stack)
+            # Every process below counts into this run's own directory, fresh and empty,
+            # so that /metrics adds up this run only (docs/operations.md).
+            env["PROMETHEUS_MULTIPROC_DIR"] = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="djangomart-metrics-")
+            )
             port = env.get("PORT", "8000")
             manage(env, "migrate", "--noinput")
             manage(env, "seed_demo")

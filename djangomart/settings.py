@@ -501,3 +501,24 @@ if OUTBOUND_WEBHOOK_RETRY_BASE < 0 or OUTBOUND_WEBHOOK_RETRY_MAX < OUTBOUND_WEBH
     )
 if OUTBOUND_WEBHOOK_CONCURRENCY < 1:
     raise ImproperlyConfigured("OUTBOUND_WEBHOOK_CONCURRENCY must be 1 or more.")
+
+# --- Metrics (docs/operations.md) ---
+# GET /metrics (djangomart/core/metrics_view.py): with METRICS_TOKEN set, only for
+# `Authorization: Bearer <METRICS_TOKEN>`; without it, open when DEBUG or METRICS_PUBLIC
+# (a network the proxy does not expose), else a 404.
+METRICS_TOKEN: str = env.str("METRICS_TOKEN", default="")
+METRICS_PUBLIC: bool = env.bool("METRICS_PUBLIC", default=False)
+# Multi-process mode: every process of a machine writes its counts under this directory
+# (prometheus_client reads the variable itself, at import). It must exist, be shared by
+# the machine's web and worker processes, and be emptied before they start.
+_metrics_dir: str = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if _metrics_dir and not Path(_metrics_dir).is_dir():
+    raise ImproperlyConfigured(
+        f"PROMETHEUS_MULTIPROC_DIR={_metrics_dir!r} is not a directory: create it (empty) "
+        "before starting the shop's processes, or unset it."
+    )
+# A scrape runs through the webhook's short list (djangomart/wsgi.py): no session, auth,
+# CSRF or request log per scrape.
+METRICS_MIDDLEWARE = WEBHOOK_MIDDLEWARE
+# Scrapers reach each web process over the private network, as load balancers' probes do.
+SECURE_REDIRECT_EXEMPT = [*SECURE_REDIRECT_EXEMPT, r"^metrics$"]

@@ -4,6 +4,7 @@ from django.urls import include, path
 
 from djangomart.api.api import api
 from djangomart.core import health
+from djangomart.core.metrics_view import metrics
 from djangomart.orders.views import checkout_return
 from djangomart.payments.webhooks import stripe_webhook
 
@@ -16,6 +17,8 @@ admin.site.site_url = settings.FRONTEND_URL or "/api/v1/docs"
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    # Prometheus' conventional path, outside the API (and its OpenAPI schema).
+    path("metrics", metrics, name="metrics"),
     path("api/v1/", api.urls),
     # Customer accounts (django-allauth headless): /_allauth/{browser,app}/v1/..., and its
     # OpenAPI specification at /_allauth/openapi.json (.html, .yaml).

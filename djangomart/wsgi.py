@@ -1,6 +1,7 @@
 """The WSGI application gunicorn serves (gunicorn.conf.py): Django's, except that the
 Stripe webhook's acknowledgement, the one path Stripe may hit a thousand times a
-second, runs through settings.WEBHOOK_MIDDLEWARE only (djangomart/core/wsgi_routes.py)."""
+second, runs through settings.WEBHOOK_MIDDLEWARE only (djangomart/core/wsgi_routes.py),
+and a Prometheus scrape through settings.METRICS_MIDDLEWARE."""
 
 import os
 
@@ -16,4 +17,5 @@ from django.urls import reverse  # noqa: E402
 from djangomart.core.wsgi_routes import MiddlewareSubsetHandler, by_path  # noqa: E402
 
 _webhook = MiddlewareSubsetHandler(settings.WEBHOOK_MIDDLEWARE)
-application = by_path(_full, {reverse("stripe-webhook"): _webhook})
+_metrics = MiddlewareSubsetHandler(settings.METRICS_MIDDLEWARE)
+application = by_path(_full, {reverse("stripe-webhook"): _webhook, reverse("metrics"): _metrics})

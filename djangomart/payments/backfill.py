@@ -31,6 +31,7 @@ from django.db import DatabaseError, connection
 from django.db.models import Max
 from django.utils import timezone
 
+from djangomart.core.metrics import RECONCILIATION_RUNS
 from djangomart.payments import gateway, handlers, inbox, reconcile
 from djangomart.payments.models import ReconciliationRun, StripeEvent
 
@@ -202,7 +203,23 @@ def reconcile_run(
     checks (which run even when the events could not be read: they are a separate
     Stripe call each, and must not stop because of a key that may not list events).
     The run is `failed` when either part failed; the cursor then stays where it was.
-    Raises ReconcileBusy when another run still holds the lock after `wait_seconds`."""
+    Raises ReconcileBusy when another run still holds the lock after `wait_seconds`.
+    Counted by outcome (succeeded, failed, skipped: djangomart_reconciliation_runs_total)."""
+    try:
+        run = _reconcile_run(trigger=trigger, since=since, wait_seconds=wait_seconds)
+    except ReconcileBusy:
+        RECONCILIATION_RUNS.labels("skipped").inc()
+        raise
+    except Exception:
+        RECONCILIATION_RUNS.labels(RunStatus.FAILED).inc()
+        raise
+    RECONCILIATION_RUNS.labels(run.status).inc()
+    return run
+
+
+def _reconcile_run(
+    *, trigger: str, since: datetime | None, wait_seconds: float
+) -> ReconciliationRun:
     with _runs_serialized(wait_seconds):
         now = timezone.now()
         _interrupted_runs_close(now)

@@ -19,6 +19,7 @@ from django.utils import timezone
 from djangomart.catalog.models import Variant
 from djangomart.catalog.services import stock_reserve
 from djangomart.core.errors import DomainError, NotFound
+from djangomart.core.metrics import CHECKOUTS
 from djangomart.core.redirects import RedirectProblem, redirect_url_problem
 from djangomart.orders import transitions
 from djangomart.orders.locks import idempotency_key_lock, orders_lock, variants_lock
@@ -170,6 +171,8 @@ class CheckoutResult:
     order: Order
     checkout_url: str
     checkout_session_id: str
+    # This request created the Checkout Session (else it answered an earlier one's).
+    created: bool = False
 
 
 MAX_QUANTITY = 100
@@ -268,7 +271,41 @@ def checkout_create(
     request, so the same Idempotency-Key with another address is IdempotencyKeyReused.
     Raises OutOfStock, UnknownSku, InvalidCheckout, IdempotencyKeyReused,
     PaymentProviderUnavailable or PaymentProviderRejected (after canceling the order),
-    CheckoutInProgress, or OrderClosed (a retry of an order that ended unpaid)."""
+    CheckoutInProgress, or OrderClosed (a retry of an order that ended unpaid). Each
+    call is counted by its outcome (djangomart_checkouts_total, docs/operations.md)."""
+    try:
+        result = _checkout_create(
+            email=email,
+            lines=lines,
+            success_url=success_url,
+            cancel_url=cancel_url,
+            idempotency_key=idempotency_key,
+            customer_id=customer_id,
+            shipping_address=shipping_address,
+        )
+    except PaymentProviderError as exc:
+        CHECKOUTS.labels("stripe_error", exc.code).inc()
+        raise
+    except DomainError as exc:
+        CHECKOUTS.labels("refused", exc.code).inc()
+        raise
+    except Exception as exc:
+        CHECKOUTS.labels("error", type(exc).__name__).inc()
+        raise
+    CHECKOUTS.labels("created" if result.created else "replayed", "").inc()
+    return result
+
+
+def _checkout_create(
+    *,
+    email: str,
+    lines: list[LineWanted],
+    success_url: str | None,
+    cancel_url: str | None,
+    idempotency_key: str | None,
+    customer_id: int | None,
+    shipping_address: dict[str, str] | None,
+) -> CheckoutResult:
     idempotency_key = _idempotency_key_stored(idempotency_key, customer_id)
     # Only an absent URL means the default: an empty one is a bad one.
     success_url = redirect_url_check(
@@ -508,7 +545,8 @@ def _session_create(order: Order) -> CheckoutResult:
         raise PaymentProviderUnavailable(id=str(order.id), access_token=order.access_token) from exc
     with transaction.atomic():
         locked = orders_lock([order.pk])[order.pk]
-        if locked.stripe_checkout_session_id is None and locked.is_pending():
+        stored = locked.stripe_checkout_session_id is None and locked.is_pending()
+        if stored:
             locked.stripe_checkout_session_id = session.id
             locked.checkout_url = session.url
             locked.save(update_fields=["stripe_checkout_session_id", "checkout_url", "updated_at"])
@@ -519,7 +557,9 @@ def _session_create(order: Order) -> CheckoutResult:
                 session_id=session.id,
             )
         if locked.stripe_checkout_session_id:
-            return CheckoutResult(locked, locked.checkout_url, locked.stripe_checkout_session_id)
+            return CheckoutResult(
+                locked, locked.checkout_url, locked.stripe_checkout_session_id, created=stored
+            )
     # A concurrent retry gave up on Stripe (or staff canceled the order) while this call
     # was creating the session: nobody may pay it.
     try:

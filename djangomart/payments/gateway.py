@@ -41,6 +41,8 @@ import urllib3
 import urllib3.connection
 from django.conf import settings
 
+from djangomart.core.metrics import STRIPE_API_CALLS, STRIPE_API_LATENCY
+
 logger = logging.getLogger(__name__)
 
 # Outage retries per logical call (so a transient 5xx is retried twice with the same key).
@@ -480,17 +482,35 @@ def _retryable(error: GatewayError, exc: stripe.StripeError, outage_retries: int
     return headers.get("stripe-should-retry") != "false"
 
 
-def _call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def _call(operation: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Runs one logical Stripe call within its budget, retrying as the module docstring
     says. Every attempt sends the same arguments, so POSTs keep their idempotency key and
-    identical parameters. Raises a GatewayError subclass."""
+    identical parameters. Raises a GatewayError subclass. Counted and timed as
+    `operation` (docs/operations.md), retries included: what the caller waited for."""
     state = _CallState()
     token = _call_state.set(state)
+    started = time.monotonic()
+    outcome = "error"
     try:
         with budget() as deadline:
-            return _attempts(deadline, state, fn, *args, **kwargs)
+            result = _attempts(deadline, state, fn, *args, **kwargs)
+        outcome = "ok"
+        return result
+    except GatewayError as exc:
+        outcome = _OUTCOMES.get(type(exc), "error")
+        raise
     finally:
         _call_state.reset(token)
+        STRIPE_API_CALLS.labels(operation, outcome).inc()
+        STRIPE_API_LATENCY.labels(operation).observe(time.monotonic() - started)
+
+
+_OUTCOMES: dict[type[GatewayError], str] = {
+    GatewayUnavailable: "unavailable",
+    GatewayRejected: "refused",
+    GatewayNotFound: "not_found",
+    GatewayIdempotencyInUse: "in_use",
+}
 
 
 def _attempts(
@@ -559,6 +579,7 @@ def checkout_session_create(
         "expires_at": expires_at,
     }
     session = _call(
+        "checkout.sessions.create",
         _client().v1.checkout.sessions.create,
         params=params,
         options={"idempotency_key": f"checkout:{order_id}"},
@@ -572,11 +593,14 @@ def checkout_session_expire(session_id: str) -> dict[str, Any]:
     left alone) and returns the session as Stripe left it: `expired`, or `complete` when
     the customer paid (or submitted a delayed payment) first. All calls share one budget."""
     with budget():
-        session = _call(_client().v1.checkout.sessions.retrieve, session_id)
+        session = _call(
+            "checkout.sessions.retrieve", _client().v1.checkout.sessions.retrieve, session_id
+        )
         if session.status != "open":
             return session.to_dict()
         try:
             expired = _call(
+                "checkout.sessions.expire",
                 _client().v1.checkout.sessions.expire,
                 session_id,
                 options={"idempotency_key": f"checkout-expire:{session_id}"},
@@ -586,7 +610,9 @@ def checkout_session_expire(session_id: str) -> dict[str, Any]:
                 raise
             # Stripe expires open sessions only: the customer completed it between the
             # two calls. What it is now is the answer.
-            session = _call(_client().v1.checkout.sessions.retrieve, session_id)
+            session = _call(
+                "checkout.sessions.retrieve", _client().v1.checkout.sessions.retrieve, session_id
+            )
             if session.status == "open":
                 raise
             return session.to_dict()
@@ -594,7 +620,9 @@ def checkout_session_expire(session_id: str) -> dict[str, Any]:
 
 
 def checkout_session_retrieve(session_id: str) -> dict[str, Any]:
-    session = _call(_client().v1.checkout.sessions.retrieve, session_id)
+    session = _call(
+        "checkout.sessions.retrieve", _client().v1.checkout.sessions.retrieve, session_id
+    )
     return session.to_dict()
 
 
@@ -602,7 +630,7 @@ def payment_intent_retrieve(intent_id: str) -> dict[str, Any]:
     """A PaymentIntent as Stripe's JSON: the sync reads it when a Checkout Session stays
     complete and unpaid (a delayed method), because Stripe leaves such a session
     complete/unpaid whether the bank debit is still processing or already failed."""
-    intent = _call(_client().v1.payment_intents.retrieve, intent_id)
+    intent = _call("payment_intents.retrieve", _client().v1.payment_intents.retrieve, intent_id)
     return intent.to_dict()
 
 
@@ -627,6 +655,7 @@ def refund_create(
     if reason:
         params["reason"] = reason
     refund = _call(
+        "refunds.create",
         _client().v1.refunds.create,
         params=params,
         options={"idempotency_key": f"refund:{refund_id}"},
@@ -635,7 +664,7 @@ def refund_create(
 
 
 def refund_retrieve(stripe_refund_id: str) -> dict[str, Any]:
-    refund = _call(_client().v1.refunds.retrieve, stripe_refund_id)
+    refund = _call("refunds.retrieve", _client().v1.refunds.retrieve, stripe_refund_id)
     return refund.to_dict()
 
 
@@ -650,7 +679,7 @@ def refunds_list(payment_intent_id: str) -> list[dict[str, Any]]:
     refunds: list[dict[str, Any]] = []
     params: dict[str, Any] = {"payment_intent": payment_intent_id, "limit": 100}
     for _ in range(MAX_LIST_PAGES):
-        page = _call(_client().v1.refunds.list, params=params)
+        page = _call("refunds.list", _client().v1.refunds.list, params=params)
         data = [item.to_dict() for item in page.data]
         refunds.extend(data)
         if not page.has_more or not data:
@@ -681,7 +710,7 @@ def events_page(
     }
     if starting_after:
         params["starting_after"] = starting_after
-    page = _call(_client().v1.events.list, params=params)
+    page = _call("events.list", _client().v1.events.list, params=params)
     # for_json: Stripe's decimal strings stay strings, as in the JSON a webhook carries.
     events = [item.to_dict(for_json=True) for item in page.data]
     return EventsPage(events=events, has_more=page.has_more)

@@ -29,6 +29,7 @@ from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from djangomart.core.metrics import STRIPE_EVENT_LAG, STRIPE_EVENTS_PROCESSED
 from djangomart.orders.locks import orders_lock, payment_intent_lock
 from djangomart.orders.models import Order
 from djangomart.orders.services import order_flag
@@ -45,12 +46,16 @@ class InvalidEvent(ValueError):
     """Signed, but not a Stripe event we can store."""
 
 
+class InvalidJson(InvalidEvent):
+    """Signed, but not JSON at all (counted apart: docs/operations.md)."""
+
+
 def event_parse(payload: bytes) -> dict[str, Any]:
     """The event as a dict, or InvalidEvent: JSON object with id, type, created, data.object."""
     try:
         event = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InvalidEvent("the body is not valid JSON") from None
+        raise InvalidJson("the body is not valid JSON") from None
     return event_check(event)
 
 
@@ -405,7 +410,21 @@ def _finish(event: StripeEvent, status: str, *, error: str = "") -> str:
     event.last_error = error
     event.last_traceback = ""
     event.save(update_fields=_WORKER_FIELDS)
+    _outcome_count(event.type, status, lag=(event.processed_at - event.received_at))
     return status
+
+
+def _outcome_count(event_type: str, status: str, *, lag: timedelta | None = None) -> None:
+    """Counts the attempt's outcome (and the event's time from receipt) once its
+    transaction commits: an attempt rolled back (its savepoint, or a lost connection)
+    counted nothing, and its recorded failure counts instead."""
+
+    def count() -> None:
+        STRIPE_EVENTS_PROCESSED.labels(event_type, status).inc()
+        if lag is not None:
+            STRIPE_EVENT_LAG.observe(max(0.0, lag.total_seconds()))
+
+    transaction.on_commit(count)
 
 
 def _failure_record(event_id: str, exc: Exception) -> str:
@@ -426,6 +445,7 @@ def _failure_record(event_id: str, exc: Exception) -> str:
         event.status = Status.FAILED
         event.next_attempt_at = Now() + retry_delay(event.attempts)
     event.save(update_fields=_WORKER_FIELDS)
+    _outcome_count(event.type, event.status)
     return event.status
 
 

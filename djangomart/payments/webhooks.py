@@ -17,8 +17,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from djangomart.core.errors import error_response
+from djangomart.core.metrics import STRIPE_WEBHOOKS_RECEIVED, UNKNOWN_TYPE
 from djangomart.payments import gateway
-from djangomart.payments.inbox import InvalidEvent, event_parse, event_store
+from djangomart.payments.inbox import InvalidEvent, InvalidJson, event_parse, event_store
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +31,6 @@ _ACK = {
     False: json.dumps({"received": True, "duplicate": True}).encode(),
 }
 
-# Counters for the log line; per process, reset on restart.
-REFUSED = {"method": 0, "signature": 0, "payload": 0, "too_large": 0, "incomplete": 0}
-
 
 @csrf_exempt
 def stripe_webhook(request: HttpRequest) -> HttpResponse:
@@ -40,7 +38,7 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     # a 400, logged by django.security).
     request.get_host()
     if request.method != "POST":
-        response = _refuse("method", 405, "method_not_allowed", "Use POST.")
+        response = _refuse("method_not_allowed", 405, "method_not_allowed", "Use POST.")
         response["Allow"] = "POST"
         return response
     declared = request.META.get("CONTENT_LENGTH") or "0"
@@ -51,7 +49,9 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
     except OSError:
         # The client stopped sending its body (the web worker's read timeout,
         # WEB_READ_TIMEOUT): nothing to store, and Stripe sends it again.
-        return _refuse("incomplete", 400, "incomplete_body", "The body did not arrive in full.")
+        return _refuse(
+            "incomplete_body", 400, "incomplete_body", "The body did not arrive in full."
+        )
     if len(payload) > MAX_BODY_BYTES:
         return _refuse("too_large", 413, "payload_too_large", "The body is larger than 1 MiB.")
     try:
@@ -59,25 +59,32 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
             payload, request.headers.get("Stripe-Signature", ""), settings.STRIPE_WEBHOOK_SECRETS
         )
     except gateway.SignatureError as exc:
-        return _refuse("signature", 400, "invalid_signature", f"Signature refused: {exc}.")
+        return _refuse("bad_signature", 400, "invalid_signature", f"Signature refused: {exc}.")
     try:
         event = event_parse(payload)
     except InvalidEvent as exc:
-        return _refuse("payload", 400, "invalid_event", f"Not a Stripe event: {exc}.")
+        reason = "bad_json" if isinstance(exc, InvalidJson) else "not_an_event"
+        return _refuse(reason, 400, "invalid_event", f"Not a Stripe event: {exc}.")
     try:
         inserted = event_store(event, payload)
     except DataError:
         # PostgreSQL's JSON cannot hold it (a \u0000 in a string): retrying cannot help.
         logger.exception("webhook: event cannot be stored", extra={"event_id": event["id"]})
-        return _refuse("payload", 400, "invalid_event", "The event cannot be stored.")
+        return _refuse("unstorable", 400, "invalid_event", "The event cannot be stored.",
+                       event_type=event["type"])  # fmt: skip
     except DbError:
         # Any database trouble, a lost connection included: 503, and Stripe retries.
         logger.exception("webhook: could not store event", extra={"event_id": event["id"]})
+        STRIPE_WEBHOOKS_RECEIVED.labels(event["type"], "error", "database").inc()
         return error_response(503, "service_unavailable", "Try again later.")
+    STRIPE_WEBHOOKS_RECEIVED.labels(event["type"], "new" if inserted else "duplicate", "").inc()
     return HttpResponse(_ACK[inserted], content_type="application/json")
 
 
-def _refuse(counter: str, status: int, code: str, message: str) -> JsonResponse:
-    REFUSED[counter] += 1
-    logger.warning("webhook refused", extra={"reason": code, "refused_total": dict(REFUSED)})
+def _refuse(
+    reason: str, status: int, code: str, message: str, *, event_type: str = UNKNOWN_TYPE
+) -> JsonResponse:
+    """A refusal: counted by `reason` (docs/operations.md) and logged."""
+    STRIPE_WEBHOOKS_RECEIVED.labels(event_type, "refused", reason).inc()
+    logger.warning("webhook refused", extra={"reason": code, "refusal": reason})
     return error_response(status, code, message)
