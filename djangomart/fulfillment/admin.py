@@ -35,10 +35,8 @@ class OrderToShipAdmin(OrderAdmin):
 
     @admin.display(description="pick list")
     def pick_list_display(self, order: Order) -> SafeString:
-        return format_html_join(
-            "", "<div>{} x {} <small>({})</small></div>", ((p.quantity, p.sku, p.name)
-                                                          for p in pick_list(order))
-        )  # fmt: skip
+        rows = ((p.quantity, p.sku, p.name) for p in pick_list(order))
+        return format_html_join("", "<div>{} x {} <small>({})</small></div>", rows)
 
     @admin.action(description="Pick list of the selected orders (all their units by SKU)")
     def pick_list_action(self, request: HttpRequest, queryset: QuerySet[Order]) -> HttpResponse:

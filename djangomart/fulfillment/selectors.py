@@ -4,7 +4,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from uuid import UUID
 
-from django.db.models import F, Prefetch, QuerySet, prefetch_related_objects
+from django.db.models import Exists, F, OuterRef, Prefetch, QuerySet, prefetch_related_objects
 
 from djangomart.fulfillment.models import Shipment, ShipmentLine
 from djangomart.orders.models import Order, OrderLine
@@ -15,14 +15,17 @@ def orders_to_ship() -> QuerySet[Order]:
     needing attention, not refunded in full and not under an open dispute (shipping
     those is refused unless a human overrides it: services.shipment_refusals), with
     units still to ship."""
+    left_to_ship = OrderLine.objects.filter(
+        order_id=OuterRef("pk"), quantity__gt=F("quantity_shipped") + F("quantity_withdrawn")
+    )
     return (
         Order.objects.filter(
+            Exists(left_to_ship),
             status=Order.Status.PAID,
             needs_attention=False,
             disputed=False,
         )
         .exclude(payment_status=Order.PaymentStatus.REFUNDED)
-        .exclude(fulfillment_status=Order.FulfillmentStatus.FULFILLED)
         .order_by("created_at", "pk")
     )
 

@@ -17,6 +17,9 @@ from djangomart.orders import transitions
 from djangomart.orders.locks import orders_lock
 from djangomart.orders.models import Order, OrderLine
 from tests.conftest import make_product
+from tests.payments.conftest import sandbox, stripe_settings
+
+__all__ = ["sandbox", "stripe_settings"]
 
 KEY = "shipment-test-key-0001"
 

@@ -44,8 +44,9 @@ def test_a_partial_then_a_full_shipment_fulfil_the_order_once(token: str) -> Non
     order = paid_order({"MUG-RED": 3, "MUG-BLUE": 1})
     client = Client()
 
-    first = ship_post(client, order.pk, {"lines": [{"sku": "MUG-RED", "quantity": 2}], **DHL},
-                      **bearer(token))  # fmt: skip
+    first = ship_post(
+        client, order.pk, {"lines": [{"sku": "MUG-RED", "quantity": 2}], **DHL}, **bearer(token)
+    )
     assert first.status_code == 201, first.content
     body = first.json()
     assert body["order"]["fulfillment_status"] == "partial"
@@ -62,8 +63,13 @@ def test_a_partial_then_a_full_shipment_fulfil_the_order_once(token: str) -> Non
         {"line_id": line_id(order, "MUG-RED"), "quantity": 1},
         {"sku": "MUG-BLUE", "quantity": 1},
     ]
-    second = ship_post(client, order.pk, {"lines": rest, "carrier": "UPS"},
-                       key="shipment-test-key-0002", **bearer(token))  # fmt: skip
+    second = ship_post(
+        client,
+        order.pk,
+        {"lines": rest, "carrier": "UPS"},
+        key="shipment-test-key-0002",
+        **bearer(token),
+    )
     assert second.status_code == 201, second.content
     order.refresh_from_db()
     assert (order.status, order.fulfillment_status) == ("fulfilled", "fulfilled")
@@ -82,8 +88,13 @@ def test_a_partial_then_a_full_shipment_fulfil_the_order_once(token: str) -> Non
     assert set(payload) == {"id", "type", "created", "data"}
     shipment = payload["data"]["shipment"]
     assert set(shipment) == {
-        "id", "carrier", "tracking_number", "tracking_url", "shipped_at", "lines"
-    }  # fmt: skip
+        "id",
+        "carrier",
+        "tracking_number",
+        "tracking_url",
+        "shipped_at",
+        "lines",
+    }
     assert (shipment["carrier"], shipment["tracking_number"], shipment["tracking_url"]) == (
         "DHL",
         "JD0146",
@@ -138,11 +149,23 @@ def test_bad_lines_are_refused_and_nothing_is_written(
 
 def test_more_than_what_is_left_after_a_shipment_is_refused(token: str) -> None:
     order = paid_order({"MUG-RED": 3})
-    assert ship_post(Client(), order.pk, {"lines": [{"sku": "MUG-RED", "quantity": 2}], **DHL},
-                     **bearer(token)).status_code == 201  # fmt: skip
+    assert (
+        ship_post(
+            Client(),
+            order.pk,
+            {"lines": [{"sku": "MUG-RED", "quantity": 2}], **DHL},
+            **bearer(token),
+        ).status_code
+        == 201
+    )
     before = state(order)
-    response = ship_post(Client(), order.pk, {"lines": [{"sku": "MUG-RED", "quantity": 2}], **DHL},
-                         key="shipment-test-key-0002", **bearer(token))  # fmt: skip
+    response = ship_post(
+        Client(),
+        order.pk,
+        {"lines": [{"sku": "MUG-RED", "quantity": 2}], **DHL},
+        key="shipment-test-key-0002",
+        **bearer(token),
+    )
     assert response.status_code == 409
     assert (response.json()["code"], response.json()["remaining"]) == (
         "shipment_exceeds_remaining",
@@ -167,8 +190,9 @@ def test_an_order_that_may_not_ship_is_refused_and_nothing_is_written(
     order = paid_order({"MUG-RED": 3})
     Order.objects.filter(pk=order.pk).update(**facts)
     before = state(order)
-    response = ship_post(Client(), order.pk, {"lines": [{"sku": "MUG-RED", "quantity": 1}], **DHL},
-                         **bearer(token))  # fmt: skip
+    response = ship_post(
+        Client(), order.pk, {"lines": [{"sku": "MUG-RED", "quantity": 1}], **DHL}, **bearer(token)
+    )
     assert response.status_code == 409, response.content
     assert (response.json()["code"], response.json()["overridable"]) == (code, overridable)
     assert state(order) == before
@@ -176,8 +200,9 @@ def test_an_order_that_may_not_ship_is_refused_and_nothing_is_written(
 
 def test_a_partially_refunded_order_ships(token: str) -> None:
     order = paid_order({"MUG-RED": 3}, payment_status="partially_refunded", amount_refunded=1000)
-    response = ship_post(Client(), order.pk, {"lines": [{"sku": "MUG-RED", "quantity": 2}], **DHL},
-                         **bearer(token))  # fmt: skip
+    response = ship_post(
+        Client(), order.pk, {"lines": [{"sku": "MUG-RED", "quantity": 2}], **DHL}, **bearer(token)
+    )
     assert response.status_code == 201
 
 
@@ -216,8 +241,11 @@ def test_a_key_is_required_and_bounded(token: str) -> None:
 
 def test_a_tracking_url_must_be_http(token: str) -> None:
     order = paid_order({"MUG-RED": 3})
-    body = {"lines": [{"sku": "MUG-RED", "quantity": 1}], "carrier": "DHL",
-            "tracking_url": "javascript:alert(1)"}  # fmt: skip
+    body = {
+        "lines": [{"sku": "MUG-RED", "quantity": 1}],
+        "carrier": "DHL",
+        "tracking_url": "javascript:alert(1)",
+    }
     response = ship_post(Client(), order.pk, body, **bearer(token))
     assert response.status_code == 422
     assert response.json()["details"][0]["location"] == "tracking_url"
@@ -260,8 +288,9 @@ def test_an_unknown_order_is_a_404(token: str) -> None:
 
 def test_the_order_api_shows_the_fulfillment_status(token: str) -> None:
     order = paid_order({"MUG-RED": 3})
-    ship_post(Client(), order.pk, {"lines": [{"sku": "MUG-RED", "quantity": 1}], **DHL},
-              **bearer(token))  # fmt: skip
+    ship_post(
+        Client(), order.pk, {"lines": [{"sku": "MUG-RED", "quantity": 1}], **DHL}, **bearer(token)
+    )
     response = Client().get(f"/api/v1/orders/{order.pk}", HTTP_X_ORDER_TOKEN=order.access_token)
     assert response.status_code == 200, response.content
     assert response.json()["fulfillment_status"] == "partial"
