@@ -161,3 +161,29 @@ def test_units_returned_beyond_those_shipped_are_no_longer_to_ship(
     assert (order.fulfillment_status, order.status) == ("fulfilled", "fulfilled")
     assert on_hand() == shelf + 3
     assert [delta for delta, _ in returns(order)] == [2, 1]
+
+
+def test_the_admin_refund_form_returns_units_to_stock_once(
+    sandbox: SandboxServer, staff_client: Client
+) -> None:
+    order = paid_order(sandbox, 2)
+    line = OrderLine.objects.get(order=order)
+    shelf = on_hand()
+    page = staff_client.get(f"/admin/orders/order/{order.pk}/refund/")
+    assert f'name="restock_{line.pk}"' in page.content.decode()
+
+    form = {
+        "amount": "20.00",
+        "reason": "",
+        "note": "",
+        "request_key": str(uuid.uuid4()),
+        f"restock_{line.pk}": "1",
+    }
+    assert staff_client.post(f"/admin/orders/order/{order.pk}/refund/", form).status_code == 302
+    assert staff_client.post(f"/admin/orders/order/{order.pk}/refund/", form).status_code == 302
+    assert Refund.objects.filter(order=order).count() == 1
+    assert on_hand() == shelf + 1
+    assert returns(order) == [(1, shelf + 1)]
+    line.refresh_from_db()
+    # Never shipped: the unit is withdrawn from what is left to ship.
+    assert (line.quantity_returned, line.quantity_withdrawn, line.quantity_to_ship) == (1, 1, 1)
