@@ -6,6 +6,7 @@ answer and with another body a 422."""
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -33,14 +34,17 @@ class IdempotencyKeyReused(DomainError):
     default_message = "This Idempotency-Key was already used on this order with another body."
 
 
-def idempotency_key_check(key: str | None) -> str | None:
-    """The key as given, or IdempotencyKeyInvalid (empty, too long, a NUL)."""
+def idempotency_key_check(
+    key: str | None, *, invalid: Callable[[str], DomainError] = IdempotencyKeyInvalid
+) -> str | None:
+    """The key as given, or `invalid(message)` raised (empty, too long, a NUL): by
+    default IdempotencyKeyInvalid; a service passes its own validation error."""
     if key is None:
         return None
     if not key or len(key) > KEY_MAX_LENGTH:
-        raise IdempotencyKeyInvalid(f"An Idempotency-Key has 1 to {KEY_MAX_LENGTH} characters.")
+        raise invalid(f"An Idempotency-Key has 1 to {KEY_MAX_LENGTH} characters.")
     if "\x00" in key:
-        raise IdempotencyKeyInvalid("The Idempotency-Key contains a NUL character.")
+        raise invalid("The Idempotency-Key contains a NUL character.")
     return key
 
 

@@ -282,7 +282,11 @@ def _clean(
         raise RefundInvalid(f"At most {NOTE_MAX_LENGTH} characters.", location="note")
     if "\x00" in note:
         raise RefundInvalid("The note contains a NUL character.", location="note")
-    return reason, note, idempotency.idempotency_key_check(idempotency_key)
+    key = idempotency.idempotency_key_check(
+        idempotency_key,
+        invalid=lambda message: RefundInvalid(message, location=IDEMPOTENCY_KEY_LOCATION),
+    )
+    return reason, note, key
 
 
 def _fingerprint(
