@@ -210,6 +210,10 @@ def shipment_create(
     Raises NotFound, LinesInvalid, ShipmentInvalid, ShipmentRefused (its subclasses),
     IdempotencyKeyReused: nothing changed."""
     refs = tuple(lines)
+    if shipped_at is not None and timezone.is_naive(shipped_at):
+        raise ShipmentInvalid(
+            "A time with its UTC offset (2026-05-01T14:00:00Z).", location="shipped_at"
+        )
     ask = _Ask(
         refs=refs,
         carrier=_text(carrier, location="carrier", max_length=CARRIER_MAX_LENGTH, required=True),

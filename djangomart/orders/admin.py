@@ -614,7 +614,8 @@ class OrderAdmin(admin.ModelAdmin[Order]):
             intro="The refund is recorded first, then Stripe is asked to refund the customer's "
             "payment. If Stripe cannot be reached it is sent again automatically (one refund "
             "at Stripe, whatever happens); if Stripe refuses it, it is marked failed with "
-            "Stripe's reason and can be retried from the Refunds list.",
+            "Stripe's reason and can be retried from the Refunds list. Units entered under "
+            "“Back to stock” go back on the shelf with the refund (docs/fulfillment.md).",
             submit="Refund",
             applies=_refund_not_applicable(order),
         )

@@ -239,6 +239,27 @@ def test_a_key_is_required_and_bounded(token: str) -> None:
     assert Shipment.objects.count() == 0
 
 
+def test_a_shipped_time_needs_its_offset(token: str) -> None:
+    order = paid_order({"MUG-RED": 3})
+    body = {
+        "lines": [{"sku": "MUG-RED", "quantity": 1}],
+        "carrier": "DHL",
+        "shipped_at": "2026-05-01T14:00:00",
+    }
+    response = ship_post(Client(), order.pk, body, **bearer(token))
+    assert response.status_code == 422
+    assert response.json()["details"][0]["location"] == "shipped_at"
+    at = ship_post(
+        Client(),
+        order.pk,
+        {**body, "shipped_at": "2026-05-01T14:00:00Z"},
+        key="shipment-test-key-0009",
+        **bearer(token),
+    )
+    assert at.status_code == 201
+    assert at.json()["shipment"]["shipped_at"].startswith("2026-05-01T14:00:00")
+
+
 def test_a_tracking_url_must_be_http(token: str) -> None:
     order = paid_order({"MUG-RED": 3})
     body = {
@@ -296,3 +317,24 @@ def test_the_order_api_shows_the_fulfillment_status(token: str) -> None:
     assert response.json()["fulfillment_status"] == "partial"
     assert response.json()["lines"][0]["quantity_shipped"] == 1
     assert KEY  # the default key the helpers send
+
+
+def test_the_shipment_list_reads_a_constant_number_of_queries(token: str) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from djangomart.fulfillment.services import shipment_create
+
+    order = paid_order({"MUG-RED": 3, "MUG-BLUE": 3})
+    Client().get(shipments_url(order.pk), **bearer(token))  # the token's first use is recorded
+    counts = []
+    for n in (1, 2):
+        shipment_create(
+            order_id=order.pk, lines=[("MUG-RED", 1), ("MUG-BLUE", 1)], carrier=f"C{n}", user=None
+        )
+        with CaptureQueriesContext(connection) as queries:
+            response = Client().get(shipments_url(order.pk), **bearer(token))
+        assert response.status_code == 200
+        assert len(response.json()["shipments"]) == n
+        counts.append(len(queries))
+    assert counts[0] == counts[1]
