@@ -209,6 +209,7 @@ INSTALLED_APPS = [
     "djangomart.orders",
     "djangomart.payments",
     "djangomart.carts",
+    "djangomart.fulfillment",
     "djangomart.notify",
     "djangomart.notify.emails",
     "djangomart.notify.webhooks",

@@ -14,6 +14,7 @@ from djangomart.api.errors import register_error_handlers
 from djangomart.api.schemas import CsrfOut, error_responses
 from djangomart.carts.api import router as carts_router
 from djangomart.catalog.api import router as catalog_router
+from djangomart.fulfillment.api import router as fulfillment_router
 from djangomart.orders.api import router as orders_router
 from djangomart.payments.staff_api import router as staff_router
 
@@ -74,6 +75,7 @@ api.add_router("/", carts_router)
 api.add_router("/", me_router)
 api.add_router("/", addresses_router)
 api.add_router("/staff/", staff_router)
+api.add_router("/staff/", fulfillment_router)
 
 
 @api.get("/csrf", response={200: CsrfOut, **error_responses()}, tags=["session"])

@@ -84,6 +84,30 @@ def stock_sell(quantities: Mapping[int, int], *, order_id: UUID) -> list[StockMo
     return movements
 
 
+def stock_return(
+    quantities: Mapping[int, int], *, order_id: UUID, staff_user: User | None, note: str = ""
+) -> list[StockMovement]:
+    """Units of an order back on the shelf (variant id -> quantity): on_hand goes up, and
+    each variant gets a `return` movement linked to the order. Variants locked; how many
+    units an order may return is the order's rule (orders.returns)."""
+    movements = []
+    for variant_id, quantity in sorted(quantities.items()):
+        Variant.objects.filter(pk=variant_id).update(on_hand=F("on_hand") + quantity)
+        on_hand = Variant.objects.values_list("on_hand", flat=True).get(pk=variant_id)
+        movements.append(
+            StockMovement.objects.create(
+                variant_id=variant_id,
+                delta=quantity,
+                on_hand_after=on_hand,
+                reason=Reason.RETURN,
+                order_id=order_id,
+                staff_user=staff_user,
+                note=note[:500],
+            )
+        )
+    return movements
+
+
 def stock_change_check(
     variant: Variant, delta: int, reason: str, *, form_token: UUID | None = None
 ) -> None:

@@ -21,8 +21,12 @@ from django.utils.safestring import SafeString
 
 from djangomart.accounts.countries import COUNTRIES
 from djangomart.core.errors import DomainError
+from djangomart.fulfillment.admin_ship import SHIP_PERMISSION, ship_view
+from djangomart.fulfillment.inlines import ShipmentInline
+from djangomart.fulfillment.services import shipment_refusals
 from djangomart.money import format_amount, format_number, parse_amount
 from djangomart.notify.emails.admin import NotificationInline
+from djangomart.orders.lines import LineRef
 from djangomart.orders.models import Order, OrderEvent, OrderLine, OrderNeedingAttention
 from djangomart.orders.selectors import orders_timeline_seen
 from djangomart.orders.services import (
@@ -176,6 +180,18 @@ class RefundForm(forms.Form):
     def __init__(self, *args: Any, order: Order, refundable: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.currency = order.currency
+        # Units going back to stock with the refund (orders.returns): one field per line.
+        self.lines = list(order.lines.order_by("pk"))
+        for line in self.lines:
+            self.fields[f"restock_{line.pk}"] = forms.IntegerField(
+                min_value=0,
+                max_value=line.quantity,
+                required=False,
+                initial=0,
+                label=f"Back to stock: {line.sku}",
+                help_text=f"Units of {line.name} that came back or never shipped "
+                f"({line.quantity_returnable} of {line.quantity} can).",
+            )
         money = format_amount(refundable, order.currency)
         self.fields["amount"].label = f"Amount ({order.currency.upper()})"
         self.fields[
@@ -195,6 +211,10 @@ class RefundForm(forms.Form):
             raise forms.ValidationError("The amount must be more than zero.")
         return amount
 
+    def restock(self) -> list[LineRef]:
+        quantities = ((line.pk, self.cleaned_data.get(f"restock_{line.pk}")) for line in self.lines)
+        return [(pk, int(quantity)) for pk, quantity in quantities if quantity]
+
 
 @dataclass(frozen=True)
 class StaffAction:
@@ -212,20 +232,36 @@ class OrderAdmin(admin.ModelAdmin[Order]):
         "email",
         "status",
         "payment_status",
+        "fulfillment_status",
         "total_display",
         "needs_attention",
         "created_at",
     ]
-    list_filter = ["status", "payment_status", "needs_attention", "disputed", "created_at"]
+    list_filter = [
+        "status",
+        "payment_status",
+        "fulfillment_status",
+        "needs_attention",
+        "disputed",
+        "created_at",
+    ]
     search_fields = ["id", "email", "stripe_checkout_session_id", "stripe_payment_intent_id"]
     date_hierarchy = "created_at"
-    inlines = [OrderLineInline, RefundInline, DisputeInline, NotificationInline, OrderEventInline]
+    inlines = [
+        OrderLineInline,
+        ShipmentInline,
+        RefundInline,
+        DisputeInline,
+        NotificationInline,
+        OrderEventInline,
+    ]
     readonly_fields = [
         "id",
         "email",
         "customer",
         "shipping_address_display",
         "status",
+        "fulfillment_status",
         *MONEY_FIELDS,
         "needs_attention",
         "attention_reasons",
@@ -314,6 +350,8 @@ class OrderAdmin(admin.ModelAdmin[Order]):
         actions: list[StaffAction] = []
         if order is not None and self.has_staff_action_permission(request, order):
             actions += self._staff_actions(order)
+        if order is not None and self.has_ship_permission(request):
+            actions.append(self._ship_action(order))
         if order is not None and self.has_refund_permission(request):
             actions.append(self._refund_action(order))
         if actions:
@@ -350,10 +388,24 @@ class OrderAdmin(admin.ModelAdmin[Order]):
         url = None if why_not else self._url("refund", quote(order.pk))
         return StaffAction("Refund", url, why_not or "")
 
+    def _ship_action(self, order: Order) -> StaffAction:
+        blocking = [r for r in shipment_refusals(order) if not r.overridable]
+        why_not = blocking[0].message if blocking else ""
+        url = None if why_not else self._url("ship", quote(order.pk))
+        return StaffAction("Ship", url, why_not)
+
+    def has_ship_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
+        """Shipping needs the Shipment's "Can add shipment" (as the staff API does)."""
+        return bool(request.user.has_perm(SHIP_PERMISSION))
+
+    def ship_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return ship_view(self, request, object_id)
+
     def get_urls(self) -> list[URLPattern]:
         info = f"{self.opts.app_label}_{self.opts.model_name}"
         wrap = self.admin_site.admin_view  # staff login, never cached, CSRF-checked
         return [
+            path("<path:object_id>/ship/", wrap(self.ship_view), name=f"{info}_ship"),
             path("<path:object_id>/refund/", wrap(self.refund_view), name=f"{info}_refund"),
             path("<path:object_id>/cancel/", wrap(self.cancel_view), name=f"{info}_cancel"),
             path(
@@ -544,6 +596,7 @@ class OrderAdmin(admin.ModelAdmin[Order]):
                     note=form.cleaned_data["note"],
                     user=user,
                     idempotency_key=f"admin:{form.cleaned_data['request_key']}",
+                    restock=form.restock(),
                 )
             except refund_requests.RefundInvalid as exc:
                 location = str(exc.extra["details"][0]["location"])
@@ -569,7 +622,8 @@ class OrderAdmin(admin.ModelAdmin[Order]):
             intro="The refund is recorded first, then Stripe is asked to refund the customer's "
             "payment. If Stripe cannot be reached it is sent again automatically (one refund "
             "at Stripe, whatever happens); if Stripe refuses it, it is marked failed with "
-            "Stripe's reason and can be retried from the Refunds list.",
+            "Stripe's reason and can be retried from the Refunds list. Units entered under "
+            "“Back to stock” go back on the shelf with the refund (docs/fulfillment.md).",
             submit="Refund",
             applies=_refund_not_applicable(order),
         )

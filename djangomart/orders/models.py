@@ -32,9 +32,16 @@ class PaymentStatus(models.TextChoices):
     REFUNDED = "refunded"
 
 
+class FulfillmentStatus(models.TextChoices):
+    UNFULFILLED = "unfulfilled"
+    PARTIAL = "partial"
+    FULFILLED = "fulfilled"
+
+
 class Order(models.Model):
     Status = OrderStatus
     PaymentStatus = PaymentStatus
+    FulfillmentStatus = FulfillmentStatus
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     email = models.EmailField()
@@ -60,6 +67,11 @@ class Order(models.Model):
     disputed = models.BooleanField(default=False)
     dispute_lost = models.BooleanField(default=False)
     amount_lost_to_disputes = models.BigIntegerField(default=0)
+    # Derived from the lines' quantity_shipped by fulfillment.services (under the order's
+    # lock), stored so that lists and the outbox's payloads need no extra query.
+    fulfillment_status = models.CharField(
+        max_length=16, choices=FulfillmentStatus.choices, default=FulfillmentStatus.UNFULFILLED
+    )
     needs_attention = models.BooleanField(default=False)
     attention_reasons = ArrayField(models.CharField(max_length=64), default=list, blank=True)
     access_token = models.CharField(max_length=64, default=new_access_token, editable=False)
@@ -116,6 +128,10 @@ class Order(models.Model):
                 condition=Q(currency__regex=CURRENCY_PATTERN), name="order_currency_iso_lower"
             ),
             models.CheckConstraint(
+                condition=Q(fulfillment_status__in=FulfillmentStatus.values),
+                name="order_fulfillment_status_valid",
+            ),
+            models.CheckConstraint(
                 condition=Q(
                     subtotal__gte=0,
                     total__gte=0,
@@ -143,6 +159,14 @@ class OrderLine(models.Model):
     unit_price = models.BigIntegerField()
     quantity = models.PositiveIntegerField()
     line_total = models.BigIntegerField()
+    # Kept under the order's lock, the constraints being the database's last word:
+    # units in shipments (fulfillment.ShipmentLine); units put back on the shelf by a
+    # return (orders.stock.stock_return: `return` movements in the stock ledger); and
+    # of those, units that had never shipped, which therefore will not ship any more
+    # (withdrawn: a refund before shipping).
+    quantity_shipped = models.PositiveIntegerField(default=0)
+    quantity_returned = models.PositiveIntegerField(default=0)
+    quantity_withdrawn = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["pk"]
@@ -153,10 +177,28 @@ class OrderLine(models.Model):
                 name="orderline_total_is_price_times_quantity",
             ),
             models.UniqueConstraint(fields=["order", "variant"], name="orderline_unique_variant"),
+            models.CheckConstraint(
+                condition=Q(
+                    quantity_shipped__lte=models.F("quantity") - models.F("quantity_withdrawn"),
+                    quantity_returned__lte=models.F("quantity"),
+                    quantity_withdrawn__lte=models.F("quantity_returned"),
+                ),
+                name="orderline_fulfillment_quantities",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.quantity} x {self.sku}"
+
+    @property
+    def quantity_to_ship(self) -> int:
+        """Units still to ship: sold, minus shipped, minus withdrawn."""
+        return self.quantity - self.quantity_shipped - self.quantity_withdrawn
+
+    @property
+    def quantity_returnable(self) -> int:
+        """Units a return may still put back on the shelf: sold, minus returned."""
+        return self.quantity - self.quantity_returned
 
 
 class OrderEvent(models.Model):
@@ -176,6 +218,8 @@ class OrderEvent(models.Model):
         LATE_PAYMENT = "late_payment"
         FLAGGED = "flagged"
         NOTE = "note"
+        SHIPMENT = "shipment"
+        STOCK_RETURN = "stock_return"
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=32, choices=Kind.choices)

@@ -28,6 +28,7 @@ def order_out(order: Order) -> OrderOut:
         dispute_lost=order.dispute_lost,
         amount_lost_to_disputes=order.amount_lost_to_disputes,
         needs_attention=order.needs_attention,
+        fulfillment_status=order.fulfillment_status,
         lines=[
             OrderLineOut(
                 sku=ln.sku,
@@ -35,6 +36,7 @@ def order_out(order: Order) -> OrderOut:
                 unit_price=ln.unit_price,
                 quantity=ln.quantity,
                 line_total=ln.line_total,
+                quantity_shipped=ln.quantity_shipped,
             )
             for ln in order.lines.all()
         ],

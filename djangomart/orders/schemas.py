@@ -87,6 +87,7 @@ class OrderLineOut(Schema):
     unit_price: int
     quantity: int
     line_total: int
+    quantity_shipped: int = Field(description="Units of the line shipped so far.")
 
 
 # Named for the order API: the staff API has refund schemas of its own, and OpenAPI
@@ -147,6 +148,10 @@ class OrderOut(Schema):
         description="Money taken back by lost disputes (order currency); not a refund."
     )
     needs_attention: bool
+    fulfillment_status: str = Field(
+        description="`unfulfilled` (nothing shipped), `partial` or `fulfilled` (everything "
+        "left to ship has shipped; `status` is then `fulfilled` too)."
+    )
     lines: list[OrderLineOut]
     refunds: list[OrderRefundOut]
     disputes: list[OrderDisputeOut] = Field(description="Every dispute, oldest first.")

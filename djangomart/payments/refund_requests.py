@@ -18,9 +18,8 @@ PaymentIntent per refund, so one refund draws from one payment: the one with the
 left; a request larger than any one payment's remainder is refused with that maximum.
 """
 
-import hashlib
-import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,8 +32,11 @@ from django.utils import timezone
 
 from djangomart.core.errors import DomainError, NotFound
 from djangomart.money import format_amount
-from djangomart.orders.locks import idempotency_key_lock, orders_lock
+from djangomart.orders import idempotency
+from djangomart.orders.lines import LineRef
+from djangomart.orders.locks import orders_lock
 from djangomart.orders.models import Order, OrderEvent
+from djangomart.orders.returns import stock_return
 from djangomart.orders.services import order_flag, order_note
 from djangomart.payments import facts, gateway
 from djangomart.payments.models import Dispute, Payment, Refund
@@ -48,8 +50,8 @@ Origin = Refund.Origin
 # Stripe's refund reasons (a refund may also have none).
 REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 NOTE_MAX_LENGTH = 500
-IDEMPOTENCY_KEY_MAX_LENGTH = 255  # Refund.idempotency_key
-IDEMPOTENCY_KEY_LOCATION = "header.Idempotency-Key"
+IDEMPOTENCY_KEY_MAX_LENGTH = idempotency.KEY_MAX_LENGTH  # Refund.idempotency_key
+IDEMPOTENCY_KEY_LOCATION = idempotency.KEY_LOCATION
 
 # When an unanswered refund is sent again (by the recovery job): 1, 2, 4 ... minutes
 # after each attempt, at most an hour apart. The first delay is longer than any one
@@ -103,12 +105,10 @@ class RefundExceedsRefundable(DomainError):
     code = "refund_exceeds_refundable"
 
 
-class IdempotencyKeyReused(DomainError):
-    status = 422
-    code = "idempotency_key_reused"
+class IdempotencyKeyReused(idempotency.IdempotencyKeyReused):
     default_message = (
         "This Idempotency-Key was already used for another refund request on this order "
-        "(another amount, reason or note)."
+        "(another amount, reason, note or restock)."
     )
 
 
@@ -282,26 +282,23 @@ def _clean(
         raise RefundInvalid(f"At most {NOTE_MAX_LENGTH} characters.", location="note")
     if "\x00" in note:
         raise RefundInvalid("The note contains a NUL character.", location="note")
-    if idempotency_key is not None:
-        if not idempotency_key or len(idempotency_key) > IDEMPOTENCY_KEY_MAX_LENGTH:
-            raise RefundInvalid(
-                f"An Idempotency-Key has 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} characters.",
-                location=IDEMPOTENCY_KEY_LOCATION,
-            )
-        if "\x00" in idempotency_key:
-            raise RefundInvalid(
-                "The Idempotency-Key contains a NUL character.", location=IDEMPOTENCY_KEY_LOCATION
-            )
-    return reason, note, idempotency_key
+    key = idempotency.idempotency_key_check(
+        idempotency_key,
+        invalid=lambda message: RefundInvalid(message, location=IDEMPOTENCY_KEY_LOCATION),
+    )
+    return reason, note, key
 
 
-def _fingerprint(amount: int | None, reason: str, note: str) -> str:
-    body = json.dumps({"amount": amount, "reason": reason, "note": note}, sort_keys=True)
-    return hashlib.sha256(body.encode()).hexdigest()
+def _fingerprint(
+    amount: int | None, reason: str, note: str, restock: Sequence[LineRef] = ()
+) -> str:
+    # `restock` only when given: the fingerprints stored before it existed stay valid.
+    extra = {"restock": [[ref, quantity] for ref, quantity in restock]} if restock else {}
+    return idempotency.request_fingerprint(amount=amount, reason=reason, note=note, **extra)
 
 
 def _key_lock(order_id: UUID, key: str) -> None:
-    idempotency_key_lock(hashlib.sha256(f"refund:{order_id}:{key}".encode()).hexdigest())
+    idempotency.order_key_lock("refund", order_id, key)
 
 
 def _outside_transaction(what: str) -> None:
@@ -321,6 +318,8 @@ class _Ask:
     fingerprint: str
     payment_id: int | None = None  # a retry: the failed refund's payment
     retry_of: Refund | None = None
+    # Units going back to stock with this refund (orders.returns), in its transaction.
+    restock: tuple[LineRef, ...] = ()
 
 
 def refund_request(
@@ -331,6 +330,7 @@ def refund_request(
     note: str,
     user: User | None,
     idempotency_key: str | None,
+    restock: Sequence[LineRef] = (),
 ) -> RefundOutcome:
     """A staff refund of `amount` (minor units, the order's currency; None: all that is
     left of the payment with the most left) for Stripe's `reason` (or none) with the
@@ -343,8 +343,14 @@ def refund_request(
     job sends it again, with the same key, nothing to do). The same `idempotency_key`
     with the same body returns the first request's refund (created False).
 
+    `restock` (order line id or SKU, quantity) puts units back on the shelf in the
+    transaction that records the refund (orders.returns.stock_return: `return` movements,
+    never more than a line sold across its returns); a replay restocks nothing again.
+    Whether Stripe then makes the refund does not undo it: the units are back.
+
     Raises RefundInvalid, NotFound, OrderNotPaid, ChargeDisputed,
-    RefundExceedsRefundable, IdempotencyKeyReused (nothing changed)."""
+    RefundExceedsRefundable, IdempotencyKeyReused, LinesInvalid, ReturnExceedsSold
+    (nothing changed)."""
     _outside_transaction("refund_request")
     reason_clean, note, key = _clean(amount, reason, note, idempotency_key)
     ask = _Ask(
@@ -353,7 +359,8 @@ def refund_request(
         note=note,
         user=user,
         key=key,
-        fingerprint=_fingerprint(amount, reason_clean, note),
+        fingerprint=_fingerprint(amount, reason_clean, note, restock),
+        restock=tuple(restock),
     )
     return _ask(order_id, ask)
 
@@ -467,6 +474,14 @@ def _open_locked(order_id: UUID, ask: _Ask) -> tuple[Refund, bool]:
         payment_intent=payment.stripe_payment_intent_id,
         **({"retry_of": str(ask.retry_of.pk)} if ask.retry_of is not None else {}),
     )
+    if ask.restock:
+        stock_return(
+            order,
+            ask.restock,
+            staff_user=ask.user,
+            note=f"refund {refund.pk}",
+            data={"refund_id": str(refund.pk)},
+        )
     return refund, True
 
 

@@ -11,16 +11,21 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from django.http import HttpRequest
-from ninja import Field, HeaderEx, P, Router, Schema, Status
+from ninja import Field, Router, Schema, Status
 
 from djangomart.accounts.auth import staff_auth, staff_user
 from djangomart.api.schemas import error_responses
+from djangomart.api.staff import (
+    STAFF_AUTH_ERRORS,
+    StaffIdempotencyKey,
+    StaffLineQuantityIn,
+    line_refs,
+    staff_order_get,
+)
 from djangomart.api.types import NulFree
 from djangomart.core.errors import NotFound
-from djangomart.orders.api import HEADER_TOKEN_PATTERN
 from djangomart.orders.models import Order
 from djangomart.payments import refund_requests
-from djangomart.payments.checkout import GUEST_IDEMPOTENCY_KEY_MIN_LENGTH
 from djangomart.payments.models import Refund, RefundOrigin, RefundStatus
 
 router = Router(tags=["staff"])
@@ -36,13 +41,6 @@ RETRY = ("payments.add_refund", "payments.retry_refund")
 # larger is no amount at all.
 MAX_AMOUNT = 10**12 - 1
 RefundReason = Literal["duplicate", "fraudulent", "requested_by_customer"]
-# As checkout's (orders.api): printable ASCII, 16 to 255 characters.
-IDEMPOTENCY_KEY_HELP = (
-    "Required. Makes retries of this request return the same refund instead of refunding "
-    "again: the same key with the same body on the same order answers 200 with the first "
-    "request's refund; with another body it is a 422 `idempotency_key_reused`. Use a "
-    "random value (a UUID4) per refund you mean to make."
-)
 
 
 class StaffRefundIn(Schema):
@@ -62,6 +60,13 @@ class StaffRefundIn(Schema):
     )
     note: Annotated[str, Field(max_length=refund_requests.NOTE_MAX_LENGTH), NulFree] = Field(
         "", description="Why, for the order's timeline (with your name)."
+    )
+    restock: Annotated[list[StaffLineQuantityIn], Field(max_length=100)] = Field(
+        default_factory=list,
+        description="Units going back to stock with this refund (the customer sent them "
+        "back, or they never shipped): a `return` movement each in the stock ledger, in "
+        "the transaction that records the refund. At most what a line sold, counted across "
+        "all its returns (409 `return_exceeds_sold`). A replay restocks nothing again.",
     )
 
 
@@ -156,23 +161,7 @@ def _answer(outcome: refund_requests.RefundOutcome) -> Status[StaffRefundAnswer]
     return Status(201, answer)
 
 
-def _order(order_id: UUID) -> Order:
-    order = Order.objects.filter(pk=order_id).first()
-    if order is None:
-        raise NotFound("No such order.")
-    return order
-
-
-_AUTH_ERRORS = {
-    401: {
-        "description": "`not_authenticated`: no credentials, a bad or revoked token, or a "
-        "token whose user is inactive (with `WWW-Authenticate: Bearer`).",
-    },
-    403: {
-        "description": "`permission_denied`: not an active staff user, or without the "
-        "permission; `csrf_failed`: a session request without the CSRF token."
-    },
-}
+_AUTH_ERRORS = STAFF_AUTH_ERRORS
 _CREATED = {
     200: {"description": "A replay (the same Idempotency-Key and body): the first refund."},
     201: {
@@ -186,21 +175,23 @@ _CREATED = {
     },
 }
 CREATE_RESPONSES = {
-    **_AUTH_ERRORS,
+    **STAFF_AUTH_ERRORS,
     **_CREATED,
     404: {"description": "`not_found`: no such order."},
     409: {
         "description": "`order_not_paid`; `charge_disputed` (the payment is disputed, or a "
         "dispute was lost); `refund_exceeds_refundable` (with `refundable`, `max_amount` "
-        "and `currency`). Nothing was created."
+        "and `currency`); `return_exceeds_sold` (a `restock` line, with `sku` and "
+        "`returnable`). Nothing was created."
     },
     422: {
-        "description": "`validation_error` (details name the field or `header.Idempotency-Key`); "
+        "description": "`validation_error` (details name the field or `header.Idempotency-Key`; "
+        "an unknown or repeated `restock` line); "
         "`idempotency_key_reused`: the key was used on this order with another body."
     },
 }
 RETRY_RESPONSES = {
-    **_AUTH_ERRORS,
+    **STAFF_AUTH_ERRORS,
     **_CREATED,
     200: {"description": "This refund was retried already: that retry, as it is now."},
     404: {"description": "`not_found`: no such order, or no such refund on this order."},
@@ -210,7 +201,7 @@ RETRY_RESPONSES = {
     },
 }
 READ_RESPONSES = {
-    **_AUTH_ERRORS,
+    **STAFF_AUTH_ERRORS,
     404: {"description": "`not_found`: no such order, or no such refund on this order."},
 }
 
@@ -239,16 +230,7 @@ def staff_refund_create(
     request: HttpRequest,
     order_id: UUID,
     body: StaffRefundIn,
-    idempotency_key: HeaderEx[
-        str,
-        P(
-            alias="Idempotency-Key",
-            min_length=GUEST_IDEMPOTENCY_KEY_MIN_LENGTH,
-            max_length=refund_requests.IDEMPOTENCY_KEY_MAX_LENGTH,
-            pattern=HEADER_TOKEN_PATTERN,
-            description=IDEMPOTENCY_KEY_HELP,
-        ),
-    ],
+    idempotency_key: StaffIdempotencyKey,
 ) -> Status[StaffRefundAnswer]:
     """Refunds `amount` of a paid order (all that is left when no amount is given) at
     Stripe. The refund is recorded first, then Stripe is asked; needs
@@ -261,6 +243,7 @@ def staff_refund_create(
         note=body.note,
         user=staff_user(request),
         idempotency_key=idempotency_key,
+        restock=line_refs(body.restock, "restock"),
     )
     return _answer(outcome)
 
@@ -274,7 +257,7 @@ def staff_refund_create(
 def staff_refund_list(request: HttpRequest, order_id: UUID) -> StaffRefundList:
     """The order's refunds, whoever made them (staff, the late-payment policy, the Stripe
     Dashboard); needs `payments.view_refund` or `payments.add_refund`."""
-    order = _order(order_id)
+    order = staff_order_get(order_id)
     refunds = order.refunds.select_related("requested_by").order_by("created_at", "pk")
     return StaffRefundList(order=order_money_out(order), refunds=[refund_out(r) for r in refunds])
 

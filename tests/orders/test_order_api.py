@@ -32,6 +32,7 @@ ORDER_FIELDS = {
     "dispute_lost",
     "amount_lost_to_disputes",
     "needs_attention",
+    "fulfillment_status",
     "lines",
     "refunds",
     "disputes",
@@ -91,6 +92,7 @@ def test_the_access_token_shows_the_order_with_its_status_money_and_lines(
         "dispute_lost": False,
         "amount_lost_to_disputes": 0,
         "needs_attention": False,
+        "fulfillment_status": "unfulfilled",
         "refunds": [],
         "disputes": [],
         "dispute": None,
@@ -102,6 +104,7 @@ def test_the_access_token_shows_the_order_with_its_status_money_and_lines(
                 "unit_price": 2000,
                 "quantity": 2,
                 "line_total": 4000,
+                "quantity_shipped": 0,
             }
         ],
     }
