@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 from django.urls import reverse
 
@@ -59,13 +59,19 @@ def _event_row(event: StripeEvent) -> Row:
 
 
 def _dispute_row(dispute: Dispute) -> Row:
-    due = f"evidence due {dispute.evidence_due_by:%Y-%m-%d %H:%M}" if dispute.evidence_due_by else "no due date"
+    due = (
+        f"evidence due {dispute.evidence_due_by:%Y-%m-%d %H:%M}"
+        if dispute.evidence_due_by
+        else "no due date"
+    )
     amount = format_amount(dispute.amount, dispute.currency)
-    return Row(f"{due}: {amount}, {dispute.reason} (order {dispute.order_id})", _order_url(dispute.order_id))
+    text = f"{due}: {amount}, {dispute.reason} (order {dispute.order_id})"
+    return Row(text, _order_url(dispute.order_id))
 
 
 def _to_ship_row(order: Order) -> Row:
-    return Row(f"{order.pk} ({order.email}), ordered {order.created_at:%Y-%m-%d %H:%M}", _order_url(order.pk))
+    text = f"{order.pk} ({order.email}), ordered {order.created_at:%Y-%m-%d %H:%M}"
+    return Row(text, _order_url(order.pk))
 
 
 def _variant_row(variant: Variant) -> Row:
@@ -77,7 +83,7 @@ def _variant_row(variant: Variant) -> Row:
     )
 
 
-def staff_today(user: AbstractBaseUser | AnonymousUser) -> list[Panel]:
+def staff_today(user: User | AnonymousUser) -> list[Panel]:
     panels: list[Panel] = []
     if user.has_perm("orders.view_order"):
         panels.append(
@@ -113,12 +119,12 @@ def staff_today(user: AbstractBaseUser | AnonymousUser) -> list[Panel]:
                 _dispute_row,
             )
         )
-    if user.has_perm("orders.view_order"):
+    if user.has_perm("fulfillment.view_ordertoship"):
         panels.append(
             _panel(
                 "Orders to ship",
                 orders_to_ship(),
-                TO_SHIP_URL(),
+                reverse("admin:fulfillment_ordertoship_changelist"),
                 "Nothing to ship.",
                 _to_ship_row,
             )

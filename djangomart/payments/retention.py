@@ -48,7 +48,7 @@ UPDATE notify_outboxevent SET payload = '{}'::jsonb, payload_pruned_at = %(now)s
 def _batch(sql: str, *, older_than: datetime, batch_size: int) -> int:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, {"now": timezone.now(), "older_than": older_than, "batch": batch_size})
-        return cursor.rowcount
+        return int(cursor.rowcount)
 
 
 def stripe_events_prune(*, older_than: datetime, batch_size: int) -> int:

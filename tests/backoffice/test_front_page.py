@@ -54,9 +54,9 @@ def panels(html: str) -> dict[str, list[str]]:
     """{panel caption: [row texts]} from the page."""
     found: dict[str, list[str]] = {}
     for table in re.findall(r'<div class="module today-panel">(.*?)</table>', html, re.S):
-        caption = re.sub(
-            r"<[^>]+>", "", re.search(r"<caption>(.*?)</caption>", table, re.S)[1]
-        ).strip()
+        caption_html = re.search(r"<caption>(.*?)</caption>", table, re.S)
+        assert caption_html is not None
+        caption = re.sub(r"<[^>]+>", "", caption_html[1]).strip()
         rows = [
             re.sub(r"<[^>]+>", "", row).strip()
             for row in re.findall(r"<td>(.*?)</td>", table, re.S)

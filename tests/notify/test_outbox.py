@@ -79,9 +79,14 @@ def test_each_refund_is_its_own_fact_and_a_full_refund_also_refunds_the_order(
 
 def test_a_fact_rolled_back_leaves_nothing_to_send() -> None:
     order = order_build()
-    with pytest.raises(RuntimeError), transaction.atomic():
-        notify_enqueue(EventType.ORDER_CANCELED, order)
-        raise RuntimeError("the fact's transaction fails after the outbox write")
+
+    def fact_that_fails() -> None:
+        with transaction.atomic():
+            notify_enqueue(EventType.ORDER_CANCELED, order)
+            raise RuntimeError("the fact's transaction fails after the outbox write")
+
+    with pytest.raises(RuntimeError):
+        fact_that_fails()
     assert facts(order) == []
 
 
