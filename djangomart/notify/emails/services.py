@@ -167,7 +167,7 @@ def _give_up(notification: Notification, error: str, rendered: Rendered | None =
     Notification.objects.filter(
         pk=notification.pk, status=Status.SENDING, attempts=notification.attempts
     ).update(status=Status.FAILED, last_error=error, **(_stored(rendered) if rendered else {}))
-    EMAILS.labels(kind=notification.kind, outcome="failed").inc()
+    EMAILS.labels(kind=notification.kind, outcome="dead").inc()
     logger.warning(
         "email failed",
         extra={"notification_id": str(notification.pk), "kind": notification.kind, "error": error},
@@ -191,7 +191,7 @@ def _attempt_failed(notification: Notification, rendered: Rendered | None, exc: 
         )
         if requeued:
             _job_defer(notification.pk, delay=delay)
-    EMAILS.labels(kind=notification.kind, outcome="retry").inc()
+    EMAILS.labels(kind=notification.kind, outcome="failed").inc()
     logger.info(
         "email attempt failed; retrying",
         extra={
@@ -235,7 +235,7 @@ def notifications_requeue_stale(*, now: datetime | None = None) -> int:
         for pk in [*retried, *lost]:
             _job_defer(pk)
     for _, attempts, kind in stale:
-        EMAILS.labels(kind=kind, outcome="failed" if attempts >= MAX_ATTEMPTS else "retry").inc()
+        EMAILS.labels(kind=kind, outcome="dead" if attempts >= MAX_ATTEMPTS else "failed").inc()
     if stale or lost:
         logger.warning(
             "emails requeued",

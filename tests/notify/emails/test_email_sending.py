@@ -189,7 +189,7 @@ def test_an_smtp_failure_is_retried_with_backoff_then_sent(order: Order, setting
     notification = confirmation_queued(order)
     FailsTwice.failures = 0
     settings.EMAIL_BACKEND = f"{HERE}.FailsTwice"
-    retries_before = emails_counted("order_confirmation", "retry")
+    retries_before = emails_counted("order_confirmation", "failed")
     sent_before = emails_counted("order_confirmation", "sent")
 
     jobs_run()
@@ -214,7 +214,7 @@ def test_an_smtp_failure_is_retried_with_backoff_then_sent(order: Order, setting
     assert (notification.status, notification.attempts) == ("sent", 3)
     assert notification.last_error.startswith("Attempt 2: SMTPServerDisconnected")
     assert len(mail.outbox) == 1
-    assert emails_counted("order_confirmation", "retry") - retries_before == 2
+    assert emails_counted("order_confirmation", "failed") - retries_before == 2
     assert emails_counted("order_confirmation", "sent") - sent_before == 1
 
 
@@ -223,7 +223,7 @@ def test_after_the_last_attempt_the_email_is_failed_with_the_error(
 ) -> None:
     notification = confirmation_queued(order)
     settings.EMAIL_BACKEND = f"{HERE}.AlwaysDown"
-    failed_before = emails_counted("order_confirmation", "failed")
+    failed_before = emails_counted("order_confirmation", "dead")
     outcomes = [notification_send(notification_id=notification.pk) for _ in range(MAX_ATTEMPTS)]
     assert outcomes == ["queued"] * (MAX_ATTEMPTS - 1) + ["failed"]
     notification.refresh_from_db()
@@ -231,7 +231,7 @@ def test_after_the_last_attempt_the_email_is_failed_with_the_error(
     assert notification.last_error == (
         f"Attempt {MAX_ATTEMPTS}: ConnectionRefusedError: [Errno 111] Connection refused"
     )
-    assert emails_counted("order_confirmation", "failed") - failed_before == 1
+    assert emails_counted("order_confirmation", "dead") - failed_before == 1
     assert notification_send(notification_id=notification.pk) == "failed"  # final
 
 
