@@ -74,6 +74,14 @@ class VariantForm(forms.ModelForm[Variant]):
     )
     stock_note = forms.CharField(required=False, max_length=500)
     stock_token = FormTokenField()
+    # Optional in the form: a page rendered before the field existed (or a script that
+    # posts the form) keeps the variant's threshold (clean_low_stock_threshold).
+    low_stock_threshold = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=1_000_000,
+        help_text=Variant._meta.get_field("low_stock_threshold").help_text,
+    )
 
     class Meta:
         model = Variant
@@ -87,6 +95,12 @@ class VariantForm(forms.ModelForm[Variant]):
             "active",
             "low_stock_threshold",
         ]
+
+    def clean_low_stock_threshold(self) -> int:
+        value = self.cleaned_data.get("low_stock_threshold")
+        if value is None:
+            return int(self.instance.low_stock_threshold)
+        return int(value)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

@@ -363,3 +363,21 @@ def test_a_price_change_without_a_stock_change_needs_no_token(
     del form["stock_token"]
     response = staff_client.post(f"/admin/catalog/variant/{variant.pk}/change/", form)
     assert response.status_code == 302
+
+
+def test_staff_set_a_variants_low_stock_threshold_and_a_form_without_it_keeps_it(
+    staff_client: Client, demo_catalog: None
+) -> None:
+    variant = Variant.objects.get(sku="CLASSIC-TEE-M")
+    url = f"/admin/catalog/variant/{variant.pk}/change/"
+    response = staff_client.post(url, _variant_post(variant, low_stock_threshold="12"))
+    assert response.status_code == 302
+    variant.refresh_from_db()
+    assert variant.low_stock_threshold == 12
+    assert staff_client.post(url, _variant_post(variant)).status_code == 302
+    variant.refresh_from_db()
+    assert variant.low_stock_threshold == 12
+    refused = staff_client.post(url, _variant_post(variant, low_stock_threshold="-1"))
+    assert refused.status_code == 200  # the form again, with its error
+    variant.refresh_from_db()
+    assert variant.low_stock_threshold == 12
