@@ -16,8 +16,8 @@ A paid order then receives `checkout.session.expired` and
 `checkout.session.async_payment_failed`: it stays paid and the refused transitions are on
 its timeline.
 
-Hypothesis then samples interleavings of all of that (12 examples per flow locally, more
-in CI: the `ci` profile in tests/conftest.py)."""
+Hypothesis then samples interleavings of all of that (12 examples per flow locally, 20
+in CI: the `ci` profile in tests/conftest.py, capped below)."""
 
 import itertools
 import uuid
@@ -353,7 +353,14 @@ def deliveries(flow: Flow) -> st.SearchStrategy[list[Delivery]]:
 
 
 @pytest.mark.parametrize("flow", FLOWS, ids=FLOW_IDS)
-@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Each example runs a whole flow through the inbox: capped so that the suite stays
+# inside CI's 10 minutes (the profile's count, at most 20; every ordering, each event
+# repeated every way, is tried above).
+@settings(
+    max_examples=min(settings().max_examples, 20),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(data=st.data())
 def test_sampled_interleavings_of_deliveries_and_repeats_end_in_the_models_state(
     client: Client, flow: Flow, data: st.DataObject
