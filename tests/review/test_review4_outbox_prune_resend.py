@@ -27,7 +27,8 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("stripe_settings", 
 
 
 def test_resend_after_retention_never_posts_an_empty_event(
-    client: Client, receiver: Callable[..., Receiver]
+    client: Client,
+    receiver: Callable[..., Receiver],  # noqa: F811
 ) -> None:
     server = receiver()
     endpoint_make(server.url, "order.paid")
@@ -50,7 +51,8 @@ def test_resend_after_retention_never_posts_an_empty_event(
 
 
 def test_a_delivery_still_being_retried_keeps_its_payload(
-    client: Client, receiver: Callable[..., Receiver]
+    client: Client,
+    receiver: Callable[..., Receiver],  # noqa: F811
 ) -> None:
     server = receiver(failures=1)
     endpoint_make(server.url, "order.paid")

@@ -3,6 +3,7 @@ that expired (its reservation dropped, nothing sold) and whose late payment was 
 (LATE_PAYMENT_POLICY=hold) can be refunded by staff, and the refund's restock adds
 `on_hand` for units that never left it: phantom stock the catalog then sells."""
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -37,7 +38,8 @@ def test_restock_with_a_refund_of_an_order_that_never_sold_adds_phantom_stock(
     assert order.status == Order.Status.EXPIRED
     assert Variant.objects.get(sku=DEMO_SKU).on_hand == on_hand_before
 
-    try:
+    # A refusal is the right answer; Stripe's own answer does not matter here.
+    with contextlib.suppress(Exception):
         refund_requests.refund_request(
             order_id=order.pk,
             amount=None,
@@ -47,8 +49,6 @@ def test_restock_with_a_refund_of_an_order_that_never_sold_adds_phantom_stock(
             idempotency_key="review4-restock-unsold",
             restock=[(DEMO_SKU, 2)],
         )
-    except Exception:  # noqa: BLE001 - a refusal is the right answer
-        pass
     # The order sold nothing: no return may put units back on the shelf.
     assert StockMovement.objects.filter(order=order, reason="return").count() == 0
     assert Variant.objects.get(sku=DEMO_SKU).on_hand == on_hand_before

@@ -9,8 +9,13 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from tests.fulfillment.conftest import bearer, paid_order, ship_post, token  # noqa: F401
-from tests.fulfillment.conftest import shipper  # noqa: F401
+from tests.fulfillment.conftest import (  # noqa: F401
+    bearer,
+    paid_order,
+    ship_post,
+    shipper,
+    token,
+)
 
 pytestmark = pytest.mark.django_db
 
