@@ -143,7 +143,9 @@ def same_payment_insert_held(order: Order, intent_id: str) -> Callable[[], objec
 
 
 BLOCKERS = [
-    Blocker("waiting-for-the-order-lock", order_lock_held, 'FROM "orders_order"'),
+    # The start of the statement: pg_stat_activity keeps only its first 1024 bytes, which
+    # the order's column list alone outgrows.
+    Blocker("waiting-for-the-order-lock", order_lock_held, 'SELECT "orders_order"."id"'),
     Blocker("after-writing-the-order", same_payment_insert_held, 'INSERT INTO "payments_payment"'),
 ]
 
