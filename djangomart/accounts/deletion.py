@@ -5,9 +5,9 @@ their lines and money facts for accounting (tax records, refunds and disputes th
 still arrive from Stripe). Everything that identifies the person is erased: the user's
 name and email, their allauth email addresses (so that the email can sign up again),
 saved addresses and carts, the personal fields of each order's email and shipping
-snapshot, and the recipient and text of the emails sent about those orders. Every way
-in ends at once: login sessions (cookie and app token), order access tokens and staff
-API tokens."""
+snapshot, the recipient and text of the emails sent about those orders and the address
+in the payloads of their outbound webhooks. Every way in ends at once: login sessions
+(cookie and app token), order access tokens and staff API tokens."""
 
 import logging
 from importlib import import_module
@@ -27,6 +27,7 @@ from djangomart.carts.models import Cart
 from djangomart.carts.services import carts_lock
 from djangomart.core.errors import DomainError
 from djangomart.core.ratelimit import rate_limit_take
+from djangomart.notify.services import outbox_addresses_erase
 from djangomart.orders.locks import orders_lock
 from djangomart.orders.models import Order, OrderEvent, new_access_token
 from djangomart.orders.services import order_note
@@ -129,6 +130,7 @@ def _account_erase(*, user_id: int, session_keys: set[str]) -> None:
     from djangomart.notify.emails.services import notifications_erase_for_orders
 
     notifications_erase_for_orders(list(orders))
+    outbox_addresses_erase(list(orders))
 
     # Known sessions are deleted outright; any other one dies at its next use, because
     # the password (hence Django's session auth hash) changes and the user is inactive.

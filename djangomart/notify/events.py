@@ -19,7 +19,7 @@ class EventType(StrEnum):
     ORDER_EXPIRED = "order.expired"
     # payment_status became `refunded` (all the money paid is back): cause empty.
     ORDER_REFUNDED = "order.refunded"
-    # One flag raised (orders.services.order_flag): cause = the timeline entry's id, so
+    # A reason newly raised (orders.services.order_flag): cause = the timeline entry's id, so
     # that a reason raised again after staff resolved it is heard again.
     ORDER_NEEDS_ATTENTION = "order.needs_attention"
     # cause = our Refund row's id.

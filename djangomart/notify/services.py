@@ -10,13 +10,14 @@ receiver or mail server never slows the fact, and a fact rolled back sends nothi
 import json
 import uuid
 from typing import Any
+from uuid import UUID
 
 from django.db import connection
 from django.utils import timezone
 
 from djangomart.notify.events import EventType
 from djangomart.notify.models import OutboxEvent
-from djangomart.notify.payloads import event_payload
+from djangomart.notify.payloads import event_payload, order_public
 from djangomart.orders.models import Order
 
 
@@ -73,3 +74,21 @@ def notify_enqueue(
 
 def _json(payload: dict[str, Any]) -> str:
     return json.dumps(payload, separators=(",", ":"))
+
+
+def outbox_addresses_erase(order_ids: list[UUID]) -> int:
+    """Account deletion (accounts.deletion), after the orders' own snapshots were erased:
+    the shipping address in these orders' outbox payloads becomes the erased one too, so
+    that no retry or resend of an outbound webhook carries it again. The one change ever
+    made to a frozen payload: erasure wins over sending the same bytes. Returns the
+    events changed."""
+    changed = 0
+    for order_id in order_ids:
+        erased = order_public(order_id)["shipping_address"]
+        for event in OutboxEvent.objects.filter(order_id=order_id, payload_pruned_at__isnull=True):
+            shown = event.payload.get("data", {}).get("order")
+            if isinstance(shown, dict) and shown.get("shipping_address") != erased:
+                shown["shipping_address"] = erased
+                event.save(update_fields=["payload"])
+                changed += 1
+    return changed

@@ -50,7 +50,8 @@ def order_flag(order: Order, reason: str, *, stripe_event_id: str = "", message:
         ).exists()
     ):
         return
-    if reason not in order.attention_reasons:
+    newly_raised = reason not in order.attention_reasons
+    if newly_raised:
         order.attention_reasons = [*order.attention_reasons, reason]
     order.needs_attention = True
     order.save(update_fields=["needs_attention", "attention_reasons", "updated_at"])
@@ -61,6 +62,11 @@ def order_flag(order: Order, reason: str, *, stripe_event_id: str = "", message:
         message=message or reason,
         data={"reason": reason},
     )
+    if not newly_raised:
+        # Another Stripe event about a reason already raised (the same held payment told
+        # by checkout.session.completed and payment_intent.succeeded): on the timeline,
+        # but staff and the shop's systems heard of it when it was raised.
+        return
     notify_enqueue(
         EventType.ORDER_NEEDS_ATTENTION,
         order,

@@ -8,7 +8,8 @@ the last error stay as the audit trail. Only `processed` and `ignored` events ar
 an event still waiting for a worker (`received`, `failed`) or for a human (`unmatched`,
 `dead`) keeps what it needs to be processed or replayed, and ages out once it is done.
 The outbox's payloads (which carry the order's shipping address) and the emails' and
-webhook deliveries' logs are pruned the same way after NOTIFY_RETENTION_DAYS.
+webhook deliveries' logs are pruned the same way after NOTIFY_RETENTION_DAYS; an outbox
+event keeps its payload while a delivery or an email of it is still on its way.
 
 Every batch is one statement in its own short transaction that locks at most
 RETENTION_BATCH_SIZE rows and skips the rows a worker holds (SKIP LOCKED): the inbox is
@@ -37,11 +38,18 @@ UPDATE payments_stripeevent SET payload = '{}'::jsonb, last_traceback = '',
                ORDER BY received_at LIMIT %(batch)s FOR UPDATE SKIP LOCKED)
 """
 
+# An event a delivery is still being retried for (or resent: a new cycle), or an email
+# still on its way, keeps its payload: what they send is written from it. It is pruned by
+# a later run, once they are done.
 _OUTBOX_EVENTS = """
 UPDATE notify_outboxevent SET payload = '{}'::jsonb, payload_pruned_at = %(now)s
- WHERE id IN (SELECT id FROM notify_outboxevent
-               WHERE payload_pruned_at IS NULL AND created_at < %(older_than)s
-               ORDER BY created_at LIMIT %(batch)s FOR UPDATE SKIP LOCKED)
+ WHERE id IN (SELECT e.id FROM notify_outboxevent e
+               WHERE e.payload_pruned_at IS NULL AND e.created_at < %(older_than)s
+                 AND NOT EXISTS (SELECT 1 FROM notify_webhooks_webhookdelivery d
+                                  WHERE d.event_id = e.id AND d.status = 'pending')
+                 AND NOT EXISTS (SELECT 1 FROM notify_emails_notification n
+                                  WHERE n.event_id = e.id AND n.status IN ('queued', 'sending'))
+               ORDER BY e.created_at LIMIT %(batch)s FOR UPDATE OF e SKIP LOCKED)
 """
 
 

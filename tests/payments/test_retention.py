@@ -13,6 +13,7 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
+from djangomart.notify.emails.models import Notification
 from djangomart.notify.events import EventType
 from djangomart.notify.models import OutboxEvent
 from djangomart.notify.services import notify_enqueue
@@ -196,3 +197,20 @@ def test_ingest_keeps_running_while_retention_prunes(stripe_settings: Any) -> No
     assert received.count() == len(answers)
     # New events keep their payloads.
     assert all(json.dumps(event.payload) != "{}" for event in received)
+
+
+@pytest.mark.django_db
+def test_an_outbox_event_keeps_its_payload_while_an_email_of_it_is_on_its_way(
+    settings: Any,
+) -> None:
+    settings.STAFF_NOTIFY_EMAILS = []
+    order = order_pending()
+    event = notify_enqueue(EventType.ORDER_PAID, order)  # queues the confirmation email
+    assert event is not None
+    OutboxEvent.objects.filter(pk=event.pk).update(created_at=timezone.now() - OLD)
+    assert Notification.objects.filter(event_id=event.pk, status="queued").exists()
+
+    assert retention.retention_run().pruned["outbox_events"] == 0
+
+    Notification.objects.filter(event_id=event.pk).update(status="sent")
+    assert retention.retention_run().pruned["outbox_events"] == 1
