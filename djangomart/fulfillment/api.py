@@ -78,7 +78,7 @@ class StaffShipmentOut(Schema):
     shipped_by: str | None = Field(description="The staff user's username, or null.")
     overridden: list[str] = Field(
         description="Refusals a human overrode to ship it (`order_refunded`, "
-        "`order_disputed`); empty for an ordinary shipment."
+        "`order_disputed`, `order_dispute_lost`); empty for an ordinary shipment."
     )
     created_at: datetime
 
@@ -170,7 +170,8 @@ CREATE_RESPONSES = {
         "override it from the admin): `order_not_paid`, `order_fulfilled`, "
         "`shipment_exceeds_remaining` (with `sku` and `remaining`), never overridable; "
         "`order_refunded` (all the money was refunded), `order_disputed` (a dispute is "
-        "open), overridable in the admin only."
+        "open), `order_dispute_lost` (a dispute was lost: the bank took money back), "
+        "overridable in the admin only."
     },
     422: {
         "description": "`validation_error` (details name the field: an unknown or repeated "

@@ -12,9 +12,9 @@ from djangomart.orders.models import Order, OrderLine
 
 def orders_to_ship() -> QuerySet[Order]:
     """Orders waiting to be shipped, oldest first: paid (a fulfilled order is done), not
-    needing attention, not refunded in full and not under an open dispute (shipping
-    those is refused unless a human overrides it: services.shipment_refusals), with
-    units still to ship."""
+    needing attention, not refunded in full, not under an open dispute and with no
+    dispute lost (shipping those is refused unless a human overrides it:
+    services.shipment_refusals), with units still to ship."""
     left_to_ship = OrderLine.objects.filter(
         order_id=OuterRef("pk"), quantity__gt=F("quantity_shipped") + F("quantity_withdrawn")
     )
@@ -24,6 +24,7 @@ def orders_to_ship() -> QuerySet[Order]:
             status=Order.Status.PAID,
             needs_attention=False,
             disputed=False,
+            dispute_lost=False,
         )
         .exclude(payment_status=Order.PaymentStatus.REFUNDED)
         .order_by("created_at", "pk")

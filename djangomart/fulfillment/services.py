@@ -8,7 +8,9 @@ Refusals (DomainError, nothing written):
   fulfilled one is 409 `order_fulfilled`);
 - overridable by a human (override=True, the admin's confirmation page, recorded on
   the timeline and the shipment): the money is all refunded (409 `order_refunded`), a
-  dispute is open (409 `order_disputed`). Such errors say `"overridable": true`.
+  dispute is open (409 `order_disputed`), a dispute was lost (409 `order_dispute_lost`:
+  the bank took money back; lost money is not a refund, so `payment_status` still says
+  `paid`). Such errors say `"overridable": true`.
 """
 
 from collections.abc import Iterable
@@ -92,6 +94,15 @@ class OrderDisputed(ShipmentRefused):
     )
 
 
+class OrderDisputeLost(ShipmentRefused):
+    code = "order_dispute_lost"
+    overridable = True
+    default_message = (
+        "A dispute of this order's payment was lost: the bank took the money back; "
+        "shipping it would give the goods away."
+    )
+
+
 class IdempotencyKeyReused(idempotency.IdempotencyKeyReused):
     default_message = (
         "This Idempotency-Key was already used for another shipment of this order (other "
@@ -137,6 +148,14 @@ def shipment_refusals(order: Order) -> list[ShipmentRefused]:
         refusals.append(OrderRefunded())
     if order.disputed:
         refusals.append(OrderDisputed())
+    if order.dispute_lost:
+        refusals.append(
+            OrderDisputeLost(
+                "A dispute of this order's payment was lost: the bank took back "
+                f"{order.amount_lost_to_disputes} (minor units of {order.currency}) of "
+                f"{order.total}; shipping it would give those goods away."
+            )
+        )
     return refusals
 
 

@@ -154,6 +154,7 @@ def test_to_ship_lists_paid_unfulfilled_orders_without_attention_oldest_first(
     done = paid_order({"MUG-BLUE": 1})
     refunded = paid_order({"MUG-BLUE": 1}, payment_status="refunded")
     disputed = paid_order({"MUG-BLUE": 1}, disputed=True)
+    lost = paid_order({"MUG-BLUE": 1}, dispute_lost=True, amount_lost_to_disputes=1000)
     pending = paid_order({"MUG-BLUE": 1})
     Order.objects.filter(pk=pending.pk).update(status="pending")
     from djangomart.fulfillment.services import shipment_create
@@ -161,7 +162,7 @@ def test_to_ship_lists_paid_unfulfilled_orders_without_attention_oldest_first(
     user = User.objects.get(username="staff")
     shipment_create(order_id=partial.pk, lines=[("MUG-RED", 1)], carrier="DHL", user=user)
     shipment_create(order_id=done.pk, lines=[("MUG-BLUE", 1)], carrier="DHL", user=user)
-    del flagged, refunded, disputed
+    del flagged, refunded, disputed, lost
 
     assert [o.pk for o in orders_to_ship()] == [oldest.pk, partial.pk]
     with django_assert_max_num_queries(2):

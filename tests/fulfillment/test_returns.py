@@ -15,6 +15,7 @@ from djangomart.orders.models import Order, OrderLine
 from djangomart.payments.checkout import order_sync
 from djangomart.payments.models import Refund
 from tests.fulfillment.conftest import bearer, staff_member
+from tests.payments.conftest import queued_jobs_removed  # noqa: F401 (a fixture)
 from tests.stripe_sandbox.harness import SandboxServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -187,3 +188,38 @@ def test_the_admin_refund_form_returns_units_to_stock_once(
     line.refresh_from_db()
     # Never shipped: the unit is withdrawn from what is left to ship.
     assert (line.quantity_returned, line.quantity_withdrawn, line.quantity_to_ship) == (1, 1, 1)
+
+
+@pytest.mark.usefixtures("stripe_settings", "demo_catalog", "queued_jobs_removed")
+def test_a_refund_of_an_order_that_never_took_stock_returns_nothing(
+    sandbox: SandboxServer, token: str, client: Client, settings: Any
+) -> None:
+    """An order that expired (its reservation dropped) and whose late payment was held
+    is paid money but sold nothing: restocking it would add units that never left."""
+    from tests.payments.builders import DEMO_SKU, new_intent_id, order_build
+    from tests.payments.test_late_payment_policy import (
+        expire_here,
+        process_received,
+        report_session_event,
+    )
+
+    settings.LATE_PAYMENT_POLICY = "hold"
+    shelf = Variant.objects.get(sku=DEMO_SKU).on_hand
+    order = order_build(quantity=2)
+    expire_here(client, order)
+    report_session_event(client, order, new_intent_id())()
+    process_received()
+    refunds_before = Refund.objects.count()
+
+    response = refund_post(
+        token, order, {"restock": [{"sku": DEMO_SKU, "quantity": 1}]}, "refund-never-sold-01"
+    )
+
+    assert response.status_code == 409, response.content
+    assert (response.json()["code"], response.json()["returnable"]) == ("return_exceeds_sold", 0)
+    assert Refund.objects.count() == refunds_before
+    assert not StockMovement.objects.filter(order=order, reason="return").exists()
+    assert Variant.objects.get(sku=DEMO_SKU).on_hand == shelf
+    # Without a restock the money goes back as usual.
+    refund = refund_post(token, order, {}, "refund-never-sold-02")
+    assert refund.status_code == 201, refund.content

@@ -182,6 +182,7 @@ def test_more_than_what_is_left_after_a_shipment_is_refused(token: str) -> None:
         ({"status": "fulfilled"}, "order_fulfilled", False),
         ({"payment_status": "refunded", "amount_refunded": 3000}, "order_refunded", True),
         ({"disputed": True}, "order_disputed", True),
+        ({"dispute_lost": True, "amount_lost_to_disputes": 1000}, "order_dispute_lost", True),
     ],
 )
 def test_an_order_that_may_not_ship_is_refused_and_nothing_is_written(

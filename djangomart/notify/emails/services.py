@@ -294,12 +294,14 @@ def notifications_prune(*, older_than: datetime, batch_size: int) -> int:
         raise ValueError("batch_size must be at least 1.")
     table = Notification._meta.db_table
     with connection.cursor() as cursor:
+        # A MATERIALIZED CTE, not `id IN (SELECT ... LIMIT)`: see payments.retention.
         cursor.execute(
-            f"UPDATE {table} SET recipient = '', body_text = '', body_html = '',"  # noqa: S608 - our table name
-            " pruned_at = %s WHERE id IN ("
+            "WITH batch AS MATERIALIZED ("  # noqa: S608 - our table name
             f" SELECT id FROM {table} WHERE status IN (%s, %s) AND queued_at < %s"
-            " AND pruned_at IS NULL ORDER BY queued_at LIMIT %s FOR UPDATE SKIP LOCKED)",
-            [timezone.now(), Status.SENT, Status.FAILED, older_than, batch_size],
+            " AND pruned_at IS NULL ORDER BY queued_at LIMIT %s FOR UPDATE SKIP LOCKED)"
+            f" UPDATE {table} n SET recipient = '', body_text = '', body_html = '',"
+            " pruned_at = %s FROM batch WHERE n.id = batch.id",
+            [Status.SENT, Status.FAILED, older_than, batch_size, timezone.now()],
         )
         return int(cursor.rowcount)
 
