@@ -1,11 +1,10 @@
 """Catalog reads for the storefront. Every function issues a fixed number of queries."""
 
 from typing import Literal
-from uuid import UUID
 
-from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
+from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 
-from djangomart.catalog.models import Category, Product, StockMovement, Variant
+from djangomart.catalog.models import Category, Product, Variant
 from djangomart.core.errors import NotFound
 
 ProductOrdering = Literal["name", "-name", "price", "-price", "newest"]
@@ -92,18 +91,3 @@ def variants_low_on_stock() -> QuerySet[Variant]:
         .select_related("product")
         .order_by("units_available", "sku")
     )
-
-
-def order_stock_taken(order_id: UUID) -> dict[int, int]:
-    """Per variant, the units the stock ledger says `order_id` took off the shelf and
-    has not given back: its `sale` movements minus its `return` ones. An order that
-    never sold (it expired before its payment came, and the payment was held) took none,
-    whatever its lines say."""
-    rows = (
-        StockMovement.objects.filter(
-            order_id=order_id, reason__in=[StockMovement.Reason.SALE, StockMovement.Reason.RETURN]
-        )
-        .values("variant_id")
-        .annotate(net=Sum("delta"))
-    )
-    return {row["variant_id"]: -row["net"] for row in rows}

@@ -147,7 +147,7 @@ def _ship(
             messages.error(
                 request,
                 f"{exc.message} Shipping it anyway needs the permission “Can ship an order "
-                "that is refunded or under dispute”.",
+                "that is refunded, disputed or lost a dispute”.",
             )
         else:
             messages.error(request, exc.message)

@@ -100,6 +100,9 @@ class StaffOrderFulfillmentOut(Schema):
     status: str
     payment_status: str
     disputed: bool
+    dispute_lost: bool = Field(
+        description="A dispute of the payment was lost (`order_dispute_lost`)."
+    )
     fulfillment_status: str = Field(description="`unfulfilled`, `partial` or `fulfilled`.")
     lines: list[StaffOrderLineFulfillmentOut]
 
@@ -145,6 +148,7 @@ def order_fulfillment_out(order: Order) -> StaffOrderFulfillmentOut:
         status=order.status,
         payment_status=order.payment_status,
         disputed=order.disputed,
+        dispute_lost=order.dispute_lost,
         fulfillment_status=order.fulfillment_status,
         lines=[
             StaffOrderLineFulfillmentOut(

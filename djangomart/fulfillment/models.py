@@ -37,7 +37,7 @@ class Shipment(models.Model):
     class Meta:
         ordering = ["created_at", "pk"]
         permissions = [
-            ("override_shipment", "Can ship an order that is refunded or under dispute"),
+            ("override_shipment", "Can ship an order that is refunded, disputed or lost a dispute"),
         ]
         constraints = [
             models.UniqueConstraint(

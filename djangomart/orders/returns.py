@@ -2,10 +2,10 @@
 refund's `restock`, payments.refund_requests).
 
 A line may return at most what it sold, counted across all its returns
-(OrderLine.quantity_returned), and never more than the stock ledger says the order took
-off the shelf (its `sale` movements minus its `return` ones): an order can be paid
-without ever having sold (it expired, its reservation was dropped, and the late payment
-was held: LATE_PAYMENT_POLICY), and a refund of it returns nothing to stock. Returned
+(OrderLine.quantity_returned), and only an order that took its units off the shelf
+(orders.stock.stock_sold): an order can have the customer's money without ever having
+sold (it expired, its reservation was dropped, and the late payment was held:
+LATE_PAYMENT_POLICY), and a refund of it returns nothing to stock. Returned
 units are taken first from those shipped and not yet returned (the customer sent them
 back); any beyond that had never left the warehouse, so they are withdrawn from what is
 still to ship (a refund before shipping). Each returned unit is a `return` movement in
@@ -18,13 +18,13 @@ from django.contrib.auth.models import User
 from django.db.models import F
 
 from djangomart.catalog import services as catalog_services
-from djangomart.catalog.selectors import order_stock_taken
 from djangomart.core.errors import DomainError
 from djangomart.orders.fulfillment_state import fulfillment_refresh
 from djangomart.orders.lines import LineQuantity, LineRef, line_quantities_resolve
 from djangomart.orders.locks import variants_lock
 from djangomart.orders.models import Order, OrderEvent, OrderLine
 from djangomart.orders.services import order_note
+from djangomart.orders.stock import stock_sold
 
 
 class ReturnExceedsSold(DomainError):
@@ -51,6 +51,7 @@ def stock_return(
     wanted = line_quantities_resolve(order, refs, field=field, allow_empty=True)
     if not wanted:
         return []
+    _check_sold(order, wanted, field=field)
     for index, item in enumerate(wanted):
         line = item.line
         if item.quantity > line.quantity_returnable:
@@ -65,7 +66,6 @@ def stock_return(
     quantities: dict[int, int] = {}
     for item in wanted:
         quantities[item.line.variant_id] = quantities.get(item.line.variant_id, 0) + item.quantity
-    _check_taken(order, wanted, field=field)
     variants_lock(quantities)  # lock order: the order (caller's), then its variants
     catalog_services.stock_return(
         quantities, order_id=order.pk, staff_user=staff_user, note=note or f"order {order.pk}"
@@ -100,22 +100,18 @@ def stock_return(
     return returned
 
 
-def _check_taken(order: Order, wanted: list[LineQuantity], *, field: str) -> None:
-    # The ledger's rows of this order are written under its lock, which the caller holds.
-    taken = order_stock_taken(order.pk)
-    for index, item in enumerate(wanted):
-        line = item.line
-        on_loan = taken.get(line.variant_id, 0)
-        if item.quantity > on_loan:
-            raise ReturnExceedsSold(
-                f"{line.sku}: {item.quantity} cannot go back to stock; the stock ledger "
-                f"shows this order has {max(on_loan, 0)} of it off the shelf (sold minus "
-                "returned). An order paid after it expired never took its units from "
-                "stock.",
-                location=f"{field}.{index}.quantity",
-                sku=line.sku,
-                returnable=max(on_loan, 0),
-            )
+def _check_sold(order: Order, wanted: list[LineQuantity], *, field: str) -> None:
+    if stock_sold(order):
+        return
+    line = wanted[0].line
+    raise ReturnExceedsSold(
+        f"{line.sku}: nothing can go back to stock; this order is {order.status} and "
+        "never took its units off the shelf (an order paid after it ended, with the "
+        "late payment held, sold nothing).",
+        location=f"{field}.0.quantity",
+        sku=line.sku,
+        returnable=0,
+    )
 
 
 def _returned_shipped(line: OrderLine) -> int:

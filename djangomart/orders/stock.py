@@ -34,6 +34,15 @@ def _quantities(order: Order) -> dict[int, int]:
     return quantities
 
 
+def stock_sold(order: Order) -> bool:
+    """Whether `order`'s units left the shelf: every way into `paid` sells them
+    (transitions.apply, late_payment_accept) and a paid order can only become
+    `fulfilled`. An ended order never sold, even when its late payment was held. (The
+    status says it for orders paid before the stock ledger existed too, which have no
+    `sale` movement.)"""
+    return order.status in (Order.Status.PAID, Order.Status.FULFILLED)
+
+
 def stock_release(order: Order) -> None:
     """Drops the order's reservation, once. The order must be locked."""
     if order.stock_released:

@@ -109,7 +109,7 @@ def test_overriding_needs_its_own_permission(db: None) -> None:
         {**form, "confirming": "True", "confirm_override": "on", "override_reason": "x"},
         follow=True,
     )
-    assert "Can ship an order that is refunded or under dispute" in text(refused)
+    assert "Can ship an order that is refunded, disputed or lost a dispute" in text(refused)
     assert not Shipment.objects.exists()
 
 
