@@ -481,6 +481,11 @@ for _name in ("SHOP_PRIMARY_COLOR", "SHOP_ACCENT_COLOR"):
 # Each attempt's timeouts: to connect, and between bytes of the answer (seconds).
 OUTBOUND_WEBHOOK_CONNECT_TIMEOUT: float = env.float("OUTBOUND_WEBHOOK_CONNECT_TIMEOUT", default=3.0)
 OUTBOUND_WEBHOOK_READ_TIMEOUT: float = env.float("OUTBOUND_WEBHOOK_READ_TIMEOUT", default=10.0)
+# ... and for the whole attempt, connect to last byte read: the read timeout counts from
+# each byte, so a receiver trickling its answer would hold a sender for minutes. At most
+# 240 s, under the delivery's claim lease (5 minutes, notify/webhooks/services.py), so
+# that no second attempt starts while one is still running.
+OUTBOUND_WEBHOOK_TOTAL_TIMEOUT: float = env.float("OUTBOUND_WEBHOOK_TOTAL_TIMEOUT", default=30.0)
 # Retries: the first after RETRY_BASE seconds, each next one twice as late, at most
 # RETRY_MAX apart, until RETRY_WINDOW seconds after the cycle's first attempt (3 days).
 OUTBOUND_WEBHOOK_RETRY_BASE: float = env.float("OUTBOUND_WEBHOOK_RETRY_BASE", default=60.0)
@@ -496,6 +501,11 @@ OUTBOUND_WEBHOOK_CONCURRENCY: int = env.int("OUTBOUND_WEBHOOK_CONCURRENCY", defa
 for _name in ("OUTBOUND_WEBHOOK_CONNECT_TIMEOUT", "OUTBOUND_WEBHOOK_READ_TIMEOUT"):
     if not 0 < vars()[_name] <= 60:
         raise ImproperlyConfigured(f"{_name} must be more than 0 and at most 60 seconds.")
+if not OUTBOUND_WEBHOOK_CONNECT_TIMEOUT <= OUTBOUND_WEBHOOK_TOTAL_TIMEOUT <= 240:
+    raise ImproperlyConfigured(
+        "OUTBOUND_WEBHOOK_TOTAL_TIMEOUT must be at least OUTBOUND_WEBHOOK_CONNECT_TIMEOUT"
+        " and at most 240 seconds."
+    )
 if OUTBOUND_WEBHOOK_RETRY_BASE < 0 or OUTBOUND_WEBHOOK_RETRY_MAX < OUTBOUND_WEBHOOK_RETRY_BASE:
     raise ImproperlyConfigured(
         "OUTBOUND_WEBHOOK_RETRY_BASE must be 0 or more, and OUTBOUND_WEBHOOK_RETRY_MAX at least it."

@@ -43,12 +43,29 @@ class WebhookEndpointAdmin(admin.ModelAdmin[WebhookEndpoint]):
     list_display = ["url", "description", "enabled", "types_display", "created_at"]
     list_filter = ["enabled"]
     search_fields = ["url", "description"]
-    readonly_fields = ["secret", "created_at"]
-    fields = ["url", "event_types", "enabled", "description", "secret", "created_at"]
+    readonly_fields = ["secret", "secret_masked", "created_at"]
+
+    def get_fields(
+        self, request: HttpRequest, obj: WebhookEndpoint | None = None
+    ) -> tuple[str, ...]:
+        fields = ("url", "event_types", "enabled", "description")
+        if obj is None:
+            return fields  # the secret is made on save (an unsaved one would mislead)
+        # The secret signs what the shop tells its other systems: whoever reads it can
+        # forge an event to them. Viewing the endpoints is not enough to read it.
+        secret = "secret" if self.has_change_permission(request, obj) else "secret_masked"
+        return (*fields, secret, "created_at")
 
     @admin.display(description="event types")
     def types_display(self, endpoint: WebhookEndpoint) -> str:
         return ", ".join(endpoint.event_types)
+
+    @admin.display(description="secret")
+    def secret_masked(self, endpoint: WebhookEndpoint) -> str:
+        return (
+            f"whsec_…{endpoint.secret[-4:]} (hidden: shown only to staff who may change "
+            "webhook endpoints)"
+        )
 
 
 class WebhookAttemptInline(admin.TabularInline[WebhookAttempt, WebhookDelivery]):
@@ -129,8 +146,8 @@ class WebhookDeliveryAdmin(admin.ModelAdmin[WebhookDelivery]):
         for delivery in queryset.order_by("pk"):
             try:
                 webhook_delivery_resend(delivery_id=delivery.pk)
-            except DomainError as exc:
-                messages.warning(request, f"Delivery {delivery.pk} not resent: {exc.message}")
+            except DomainError as exc:  # a refusal (DeliveryNotResendable): nothing done
+                messages.error(request, f"Delivery {delivery.pk} not resent: {exc.message}")
                 continue
             messages.success(request, f"Delivery {delivery.pk} queued to be sent again.")
 

@@ -26,16 +26,24 @@ from djangomart.notify.webhooks.signing import SIGNATURE_HEADER, body_bytes, sig
 
 logger = logging.getLogger(__name__)
 
-# How long a claim holds: longer than any attempt (the URL check's DNS lookup, the
-# connect and read timeouts, each at most 60 s). A receiver that sends its answer a byte
-# at a time can hold one longer: then another worker may send the delivery again, which
-# the receiver's dedupe on the event id absorbs (docs, "Guarantees").
+# How long a claim holds: longer than any attempt (the URL check's DNS lookup, then
+# OUTBOUND_WEBHOOK_TOTAL_TIMEOUT, at most 240 s, for the rest). Were an attempt to outlast
+# it (a DNS lookup that hangs), another worker may send the delivery again, which the
+# receiver's dedupe on the event id absorbs (docs, "Guarantees").
 CLAIM_LEASE = timedelta(minutes=5)
+
+PRUNED = (
+    "The event's payload was erased by retention (NOTIFY_RETENTION_DAYS) before it was"
+    " delivered; it can no longer be sent."
+)
 
 Status = WebhookDelivery.Status
 
 
 class DeliveryNotResendable(DomainError):
+    """A resend refused: the delivery is still pending, its endpoint is disabled, or
+    its event's payload was pruned (sending it would POST a signed `{}`)."""
+
     status = 409
     code = "delivery_not_resendable"
 
@@ -94,6 +102,19 @@ def webhook_delivery_send(*, delivery_id: int) -> str:
             claimed_until=None,
         )
         return "canceled"
+    if delivery.event.payload_pruned_at is not None:
+        # Retention skips events with a pending delivery, but one can turn pending after
+        # the check (a resend racing the prune): a signed `{}` under the event's id is
+        # garbage to the receiver, so it ends here.
+        _mine(delivery_id, token).update(
+            status=Status.FAILED,
+            next_attempt_at=None,
+            last_error=PRUNED,
+            claim_token=None,
+            claimed_until=None,
+        )
+        OUTBOUND_WEBHOOKS.labels(type=delivery.event.type, outcome="dead").inc()
+        return "dead"
     body = body_bytes(delivery.event.payload)
     started_at = timezone.now()
     answer = webhook_post(
@@ -128,8 +149,8 @@ def retry_delay(attempts: int) -> timedelta:
 def webhook_delivery_resend(*, delivery_id: int) -> WebhookDelivery:
     """A new cycle of a delivery that ended (delivered, failed or canceled): the same
     event, so the same body and event id, to the same endpoint, attempted now and
-    retried as the first time. Raises DeliveryNotResendable while it is still pending
-    or when its endpoint is disabled."""
+    retried as the first time. Raises DeliveryNotResendable while it is still pending,
+    when its endpoint is disabled or when retention erased its event's payload."""
     with transaction.atomic():
         delivery = (
             WebhookDelivery.objects.select_for_update(of=("self",))
@@ -140,6 +161,8 @@ def webhook_delivery_resend(*, delivery_id: int) -> WebhookDelivery:
             raise DeliveryNotResendable("It is still being delivered (or retried).")
         if not delivery.endpoint.enabled:
             raise DeliveryNotResendable("Its endpoint is disabled; enable it first.")
+        if _event_pruned(delivery.event_id):
+            raise DeliveryNotResendable(PRUNED)
         now = timezone.now()
         delivery.status = Status.PENDING
         delivery.cycle += 1
@@ -191,10 +214,26 @@ def webhook_attempts_prune(*, older_than: datetime, batch_size: int) -> int:
         return int(cursor.rowcount)
 
 
+def _event_pruned(event_id: uuid.UUID) -> bool:
+    # Locked (FOR NO KEY UPDATE) until the resend commits: retention's prune locks the
+    # events it erases and skips locked ones, so either it erased this one first (and
+    # the lock waited for it: seen here) or it will see the delivery pending and leave
+    # the payload.
+    pruned_at = (
+        OutboxEvent.objects.select_for_update(no_key=True)
+        .values_list("payload_pruned_at", flat=True)
+        .get(pk=event_id)
+    )
+    return pruned_at is not None
+
+
 def _attempt_record(
     delivery: WebhookDelivery, token: uuid.UUID, started_at: datetime, answer: Answer
 ) -> str:
     number = delivery.attempts + 1
+    # PostgreSQL's text holds no NUL: a binary answer (or an error quoting one) would
+    # fail the insert and leave an accepted event to be sent again and again.
+    answer_body, answer_error = _storable(answer.body), _storable(answer.error)
     now = timezone.now()
     with transaction.atomic():
         WebhookAttempt.objects.create(
@@ -204,9 +243,9 @@ def _attempt_record(
             started_at=started_at,
             duration_ms=answer.duration_ms,
             status_code=answer.status_code,
-            error=answer.error,
+            error=answer_error,
             delivered=answer.delivered,
-            response_body=answer.body,
+            response_body=answer_body,
         )
         mine = _mine(delivery.pk, token)
         released = {"claim_token": None, "claimed_until": None, "attempts": F("attempts") + 1}
@@ -219,7 +258,7 @@ def _attempt_record(
                 **released,
             )
             return "delivered" if updated else "lost_claim"
-        error = answer.error or f"HTTP {answer.status_code}: {answer.body[:500]}"
+        error = answer_error or f"HTTP {answer.status_code}: {answer_body[:500]}"
         next_at = now + retry_delay(number)
         window_end = delivery.cycle_started_at + timedelta(
             seconds=settings.OUTBOUND_WEBHOOK_RETRY_WINDOW
@@ -234,6 +273,10 @@ def _attempt_record(
             return "lost_claim"
         _jobs_queue([delivery.pk], schedule_at=next_at)
         return "failed"
+
+
+def _storable(text: str) -> str:
+    return text.replace("\x00", "")
 
 
 def _mine(delivery_id: int, token: uuid.UUID) -> QuerySet[WebhookDelivery]:

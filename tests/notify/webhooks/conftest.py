@@ -27,8 +27,10 @@ def _webhook_settings(settings: Any) -> None:
 def receiver() -> Iterator[Callable[..., Receiver]]:
     started: list[Receiver] = []
 
-    def start(failures: int = 0, on_request: Callable[[], None] | None = None) -> Receiver:
-        started.append(Receiver(failures=failures, on_request=on_request).start())
+    def start(
+        failures: int = 0, on_request: Callable[[], None] | None = None, **options: Any
+    ) -> Receiver:
+        started.append(Receiver(failures=failures, on_request=on_request, **options).start())
         return started[-1]
 
     yield start

@@ -1,17 +1,23 @@
 """The admin of outbound webhooks: endpoints (URL policy, event types, the secret shown),
 the deliveries list with its attempt log, and resend; and the job worker split."""
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission, User
 from django.test import Client
+from django.utils import timezone
 from procrastinate.contrib.django import app as procrastinate_app
+from procrastinate.contrib.django.models import ProcrastinateJob
 
 from devtools.run import JOB_QUEUES, OUTBOUND_WEBHOOKS_QUEUE
+from djangomart.notify.emails.models import Notification
 from djangomart.notify.events import EventType
 from djangomart.notify.services import notify_enqueue
 from djangomart.notify.webhooks.models import WebhookDelivery, WebhookEndpoint
-from djangomart.notify.webhooks.services import webhook_delivery_send
+from djangomart.notify.webhooks.services import PRUNED, webhook_delivery_send
+from djangomart.payments.retention import outbox_events_prune
 from tests.notify.webhooks.conftest import endpoint_make
 from tests.notify.webhooks.receivers import Receiver
 from tests.payments.builders import order_build
@@ -70,6 +76,63 @@ def test_a_public_https_endpoint_is_saved_with_a_secret_shown_on_its_page(
     assert len(endpoint.secret) == 6 + 64
     page = staff_client.get(f"/admin/notify_webhooks/webhookendpoint/{endpoint.pk}/change/")
     assert endpoint.secret in page.content.decode()
+
+
+def staff_with(*codenames: str) -> Client:
+    """A staff member (not a superuser) with only these permissions, logged in."""
+    user = User.objects.create_user(codenames[-1], f"{codenames[-1]}@example.com", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_the_secret_is_shown_only_to_staff_who_may_change_endpoints(
+    staff_client: Client,
+) -> None:
+    endpoint = endpoint_make("https://93.184.215.14/hook")
+    page = f"/admin/notify_webhooks/webhookendpoint/{endpoint.pk}/change/"
+    viewer = staff_with("view_webhookendpoint")
+    editor = staff_with("view_webhookendpoint", "change_webhookendpoint")
+
+    seen = viewer.get(page)
+    assert seen.status_code == 200
+    assert endpoint.url in seen.content.decode()  # the page is there, the secret is not
+    assert endpoint.secret[6:-4] not in seen.content.decode()
+    assert f"whsec_…{endpoint.secret[-4:]} (hidden" in seen.content.decode()
+    listing = viewer.get("/admin/notify_webhooks/webhookendpoint/")
+    assert listing.status_code == 200
+    assert endpoint.secret[6:-4] not in listing.content.decode()
+
+    assert endpoint.secret in editor.get(page).content.decode()
+    assert endpoint.secret in staff_client.get(page).content.decode()  # a superuser
+    # The add page shows none: the secret is made when the endpoint is saved.
+    assert "whsec_" not in staff_client.get(ADD).content.decode()
+
+
+@pytest.mark.usefixtures("demo_catalog")
+def test_resending_a_delivery_whose_event_was_pruned_is_refused_with_an_error(
+    staff_client: Client, receiver: Any
+) -> None:
+    hook: Receiver = receiver()
+    endpoint_make(hook.url)
+    event = notify_enqueue(EventType.ORDER_PAID, order_build())
+    assert event is not None
+    delivery = WebhookDelivery.objects.get()
+    assert webhook_delivery_send(delivery_id=delivery.pk) == "delivered"
+    Notification.objects.filter(event=event).update(status="sent")
+    assert outbox_events_prune(older_than=timezone.now() + timedelta(seconds=1), batch_size=10)
+    jobs = ProcrastinateJob.objects.filter(task_name="webhook_delivery_send").count()
+
+    action = {"action": "resend", "_selected_action": [str(delivery.pk)]}
+    response = staff_client.post("/admin/notify_webhooks/webhookdelivery/", action, follow=True)
+
+    shown = [(m.level_tag, m.message) for m in response.context["messages"]]
+    assert shown == [("error", f"Delivery {delivery.pk} not resent: {PRUNED}")]
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.cycle) == ("delivered", 1)
+    assert ProcrastinateJob.objects.filter(task_name="webhook_delivery_send").count() == jobs
+    assert len(hook.requests) == 1
 
 
 @pytest.mark.usefixtures("demo_catalog")

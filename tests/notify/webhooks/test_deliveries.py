@@ -218,6 +218,50 @@ def test_a_timeout_or_a_refused_connection_is_a_failed_attempt(
     assert endpoint.deliveries.get().status == "pending"
 
 
+def test_a_failed_answer_with_nul_bytes_is_logged_without_them(
+    client: Client, receiver: Start
+) -> None:
+    # PostgreSQL's text holds no NUL: the attempt, and the delivery's last_error quoting
+    # the answer, are stored without them.
+    endpoint_make(receiver(failures=1, failure_answer=b"broken\x00 and\x00 binary").url)
+    _, event = paid(client)
+    delivery = WebhookDelivery.objects.get(event=event)
+
+    assert webhook_delivery_send(delivery_id=delivery.pk) == "failed"
+
+    delivery.refresh_from_db()
+    assert delivery.last_error == "HTTP 500: broken and binary"
+    assert delivery.log.get().response_body == "broken and binary"
+
+
+def test_a_pending_delivery_whose_event_was_pruned_is_failed_and_never_posted(
+    client: Client, receiver: Start
+) -> None:
+    hook = receiver(failures=1)
+    endpoint_make(hook.url)
+    _, event = paid(client)
+    delivery = WebhookDelivery.objects.get(event=event)
+    assert webhook_delivery_send(delivery_id=delivery.pk) == "failed"  # to be retried
+    # What a resend racing the retention job would leave (the prune itself skips events
+    # with a pending delivery): a pending delivery of an erased payload.
+    OutboxEvent.objects.filter(pk=event.pk).update(payload={}, payload_pruned_at=timezone.now())
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
+    before = counted("order.paid", "dead")
+
+    assert webhook_delivery_send(delivery_id=delivery.pk) == "dead"
+
+    assert len(hook.requests) == 1  # the first attempt only: no `{}` was POSTed
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.next_attempt_at, delivery.claim_token) == (
+        "failed", None, None,
+    )  # fmt: skip
+    assert delivery.last_error.startswith("The event's payload was erased by retention")
+    assert delivery.log.count() == 1
+    assert counted("order.paid", "dead") == before + 1
+    with pytest.raises(DeliveryNotResendable, match="erased by retention"):
+        webhook_delivery_resend(delivery_id=delivery.pk)
+
+
 def test_a_disabled_endpoint_gets_no_new_event_and_its_queued_ones_are_canceled(
     client: Client, receiver: Start
 ) -> None:

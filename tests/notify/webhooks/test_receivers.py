@@ -8,17 +8,21 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
+from django.utils import timezone
 
+from djangomart.notify.emails.models import Notification
 from djangomart.notify.models import OutboxEvent
 from djangomart.notify.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from djangomart.notify.webhooks.services import webhook_delivery_send
+from djangomart.notify.webhooks.services import webhook_delivery_resend, webhook_delivery_send
 from djangomart.orders.models import Order
 from djangomart.payments.inbox import stripe_event_process
+from djangomart.payments.retention import outbox_events_prune
 from tests.notify.webhooks.conftest import documented_verify, endpoint_make
 from tests.notify.webhooks.receivers import HangingReceiver, Receiver
 from tests.orders.conftest import checkout_post
@@ -118,6 +122,48 @@ def test_an_endpoint_deleted_during_an_attempt_takes_its_delivery_and_log_with_i
     assert webhook_delivery_send(delivery_id=delivery.pk) == "skipped"
     assert not WebhookDelivery.objects.exists()
     assert not WebhookAttempt.objects.exists()
+
+
+@pytest.mark.usefixtures("demo_catalog")
+def test_a_resend_racing_the_retention_prune_keeps_the_payload_it_will_send(
+    receiver: Callable[..., Receiver],
+) -> None:
+    hook = receiver()
+    endpoint_make(hook.url, "order.paid")
+    client = Client()
+    payload = paid_event(order_build())
+    post_event(client, payload)
+    stripe_event_process(event_id=json.loads(payload)["id"])
+    delivery = WebhookDelivery.objects.get()
+    assert webhook_delivery_send(delivery_id=delivery.pk) == "delivered"
+    Notification.objects.update(status="sent")  # nothing else holds the payload
+    resent, release = threading.Event(), threading.Event()
+
+    def resend_not_yet_committed() -> None:
+        try:
+            with transaction.atomic():
+                webhook_delivery_resend(delivery_id=delivery.pk)
+                resent.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    resender = threading.Thread(target=resend_not_yet_committed)
+    resender.start()
+    try:
+        assert resent.wait(10)
+        # The prune cannot see the delivery pending yet: the resend's lock on the event
+        # is what keeps its payload.
+        later = timezone.now() + timedelta(seconds=1)
+        assert outbox_events_prune(older_than=later, batch_size=10) == 0
+    finally:
+        release.set()
+        resender.join(10)
+    assert outbox_events_prune(older_than=later, batch_size=10) == 0  # pending now
+
+    assert webhook_delivery_send(delivery_id=delivery.pk) == "delivered"
+    first, again = hook.requests
+    assert again.body == first.body
 
 
 def test_a_hanging_receiver_slows_neither_checkout_nor_the_webhook_ack_nor_processing(
