@@ -204,11 +204,13 @@ def webhook_attempts_prune(*, older_than: datetime, batch_size: int) -> int:
     another transaction holds. The attempt rows stay (time, status code, error,
     duration: the audit trail). Returns how many were erased; call again until 0."""
     with connection.cursor() as cursor:
+        # A MATERIALIZED CTE, not `id IN (SELECT ... LIMIT)`: see payments.retention.
         cursor.execute(
-            "UPDATE notify_webhooks_webhookattempt SET response_body = ''"
-            " WHERE id IN (SELECT id FROM notify_webhooks_webhookattempt"
+            "WITH batch AS MATERIALIZED (SELECT id FROM notify_webhooks_webhookattempt"
             "   WHERE started_at < %s AND response_body <> ''"
-            "   ORDER BY started_at LIMIT %s FOR UPDATE SKIP LOCKED)",
+            "   ORDER BY started_at LIMIT %s FOR UPDATE SKIP LOCKED)"
+            " UPDATE notify_webhooks_webhookattempt a SET response_body = ''"
+            " FROM batch WHERE a.id = batch.id",
             [older_than, batch_size],
         )
         return int(cursor.rowcount)
