@@ -94,6 +94,11 @@ def webhook_post_to(
         error = f"timeout: {exc}"
     except requests.RequestException as exc:
         error = f"{type(exc).__name__}: {exc}"
+    except ValueError as exc:
+        # A URL the libraries cannot use after all (a port past 65535, a name IDNA
+        # cannot encode: UnicodeError is a ValueError): a failed attempt, never a raise
+        # that would leave the delivery claimed.
+        error = f"invalid URL: {type(exc).__name__}: {exc}"
     finally:
         attempt.end()
         session.close()

@@ -45,7 +45,11 @@ def endpoint_url_resolve(url: str) -> tuple[str, ...] | None:
     """endpoint_url_check, returning the addresses it checked: the only ones an attempt
     may connect to. None when OUTBOUND_WEBHOOK_ALLOW_PRIVATE is on (nothing resolved,
     the connection resolves the name as usual)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # ValueError past 65535, which URL validators let through
+    except ValueError as exc:
+        raise UrlRefused(f"This URL cannot be read ({exc}).") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UrlRefused("Give an http(s) URL with a host name.")
     if parts.username or parts.password:
@@ -54,7 +58,7 @@ def endpoint_url_resolve(url: str) -> tuple[str, ...] | None:
         return None
     if parts.scheme != "https":
         raise UrlRefused("The URL must be https (http only with OUTBOUND_WEBHOOK_ALLOW_PRIVATE).")
-    addresses = _addresses(parts.hostname, parts.port or 443)
+    addresses = _addresses(parts.hostname, port or 443)
     if not addresses:
         raise UrlRefused(f"{parts.hostname} does not resolve (no address).")
     for address in addresses:
@@ -77,7 +81,8 @@ def endpoint_url_validate(url: str) -> None:
 def address_is_public(address: Address) -> bool:
     """Whether an endpoint may be at `address`: a global one, and, for an IPv6 address
     that carries an IPv4 one, a global IPv4 address in it too."""
-    if not address.is_global:
+    # Multicast is not an endpoint (and Python counts some of it as global).
+    if not address.is_global or address.is_multicast:
         return False
     if isinstance(address, ipaddress.IPv4Address):
         return True
@@ -105,7 +110,8 @@ def _addresses(host: str, port: int) -> list[Address]:
         pass
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:
+        # UnicodeError: a name IDNA cannot encode (a label over 63 characters encoded).
         raise UrlRefused(f"{host} does not resolve ({exc}).") from exc
     # The scope of an IPv6 link-local address ("fe80::1%eth0") is not part of it.
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
