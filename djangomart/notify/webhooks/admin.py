@@ -61,7 +61,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin[WebhookEndpoint]):
         # string: ?secret__startswith= answers, one guess at a time, what the secret is.
         if "secret" in lookup.split("__"):
             return False
-        return super().lookup_allowed(lookup, value, request)  # type: ignore[arg-type]
+        return super().lookup_allowed(lookup, value, request)
 
     @admin.display(description="event types")
     def types_display(self, endpoint: WebhookEndpoint) -> str:
