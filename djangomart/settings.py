@@ -203,7 +203,10 @@ INSTALLED_APPS = [
     "corsheaders",
     "ninja",
     "procrastinate.contrib.django",
+    "django_htmx",
     "djangomart.core",
+    # Before the apps whose pages it restyles (orders' checkout return page, allauth's).
+    "djangomart.storefront",
     "djangomart.accounts",
     "djangomart.catalog",
     "djangomart.orders",
@@ -236,6 +239,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
 ]
@@ -251,19 +255,32 @@ WEBHOOK_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
 ]
 
+# The storefront's theme folder (docs/storefront.md): templates/ overrides any template
+# by its path, static/ any static file (storefront/shop.css). Empty: the reference look.
+THEME_DIR: Path | None = (
+    Path(env.str("THEME_DIR")).resolve() if env.str("THEME_DIR", default="") else None
+)
+if THEME_DIR is not None and not THEME_DIR.is_dir():
+    raise ImproperlyConfigured(f"THEME_DIR must be a folder, not {THEME_DIR}.")
+# Footer text of the storefront (the admin's Brand settings override it).
+SHOP_FOOTER_TEXT: str = env.str("SHOP_FOOTER_TEXT", default="")
+
 ROOT_URLCONF = "djangomart.urls"
 WSGI_APPLICATION = "djangomart.wsgi.application"
 
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # A brand's own templates first (docs/storefront.md), then the apps'.
+        "DIRS": [THEME_DIR / "templates"] if THEME_DIR else [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
+                "django.template.context_processors.csrf",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "djangomart.storefront.context_processors.brand",
             ],
         },
     },
@@ -283,6 +300,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = (
+    [THEME_DIR / "static"] if THEME_DIR is not None and (THEME_DIR / "static").is_dir() else []
+)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

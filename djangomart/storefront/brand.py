@@ -1,0 +1,132 @@
+"""The brand as pages use it: the admin's Brand settings row over the environment's
+defaults (SHOP_NAME, SHOP_LOGO_URL, SHOP_PRIMARY_COLOR, SHOP_ACCENT_COLOR,
+SHOP_FOOTER_TEXT), with colours made readable.
+
+A brand may pick any colours; the pages must still meet WCAG AA contrast (4.5:1 for
+text). So the text on a coloured band is black or white, whichever contrasts more, and
+a colour used as text on the white page is darkened until it reaches 4.5:1. Read once
+per request from the shared cache (one query with the database cache), dropped from it
+when the row is saved (signals)."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.urls import reverse
+
+from djangomart.storefront.models import BrandSettings
+
+CACHE_KEY = "storefront:brand:v1"
+CACHE_SECONDS = 3600
+AA_TEXT = 4.5
+
+
+@dataclass(frozen=True)
+class Brand:
+    shop_name: str
+    logo_url: str  # empty: the name is shown as text
+    primary: str
+    accent: str
+    footer_text: str
+
+    @property
+    def on_primary(self) -> str:
+        return text_colour_on(self.primary)
+
+    @property
+    def on_accent(self) -> str:
+        return text_colour_on(self.accent)
+
+    @property
+    def accent_text(self) -> str:
+        """The accent as a colour for links and text on the white page."""
+        return readable_on_white(self.accent)
+
+    @property
+    def primary_text(self) -> str:
+        return readable_on_white(self.primary)
+
+
+def brand_current() -> Brand:
+    cached = cache.get(CACHE_KEY)
+    if isinstance(cached, Brand):
+        return cached
+    brand = _brand_read()
+    cache.set(CACHE_KEY, brand, CACHE_SECONDS)
+    return brand
+
+
+def brand_forget() -> None:
+    cache.delete(CACHE_KEY)
+
+
+def _brand_read() -> Brand:
+    row: dict[str, Any] = dict(
+        BrandSettings.objects.filter(pk=1)
+        .values(
+            "shop_name",
+            "primary_color",
+            "accent_color",
+            "footer_text",
+            "logo_content_type",
+            "updated_at",
+        )
+        .first()
+        or {}
+    )
+    logo_url = settings.SHOP_LOGO_URL
+    if row.get("logo_content_type"):
+        # The version makes a new logo a new URL, so it can be cached for long.
+        version = int(row["updated_at"].timestamp())
+        logo_url = f"{reverse('storefront:brand-logo')}?v={version}"
+    return Brand(
+        shop_name=row.get("shop_name") or settings.SHOP_NAME,
+        logo_url=logo_url,
+        primary=_hex6(row.get("primary_color") or settings.SHOP_PRIMARY_COLOR),
+        accent=_hex6(row.get("accent_color") or settings.SHOP_ACCENT_COLOR),
+        footer_text=row.get("footer_text") or settings.SHOP_FOOTER_TEXT,
+    )
+
+
+def _hex6(colour: str) -> str:
+    colour = colour.lower()
+    if len(colour) == 4:
+        colour = "#" + "".join(c * 2 for c in colour[1:])
+    return colour
+
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    colour = _hex6(colour)
+    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
+
+
+def luminance(colour: str) -> float:
+    """WCAG 2 relative luminance."""
+
+    def channel(value: int) -> float:
+        c = value / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(v) for v in _rgb(colour))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: str, b: str) -> float:
+    la, lb = sorted((luminance(a), luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def text_colour_on(background: str) -> str:
+    return (
+        "#000000"
+        if contrast(background, "#000000") >= contrast(background, "#ffffff")
+        else "#ffffff"
+    )
+
+
+def readable_on_white(colour: str) -> str:
+    r, g, b = _rgb(colour)
+    while contrast(f"#{r:02x}{g:02x}{b:02x}", "#ffffff") < AA_TEXT:
+        r, g, b = (int(v * 0.9) for v in (r, g, b))
+    return f"#{r:02x}{g:02x}{b:02x}"
