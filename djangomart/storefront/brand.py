@@ -5,20 +5,17 @@ SHOP_FOOTER_TEXT), with colours made readable.
 A brand may pick any colours; the pages must still meet WCAG AA contrast (4.5:1 for
 text). So the text on a coloured band is black or white, whichever contrasts more, and
 a colour used as text on the white page is darkened until it reaches 4.5:1. Read once
-per request from the shared cache (one query with the database cache), dropped from it
-when the row is saved (signals)."""
+per page that shows it (one query of a one-row table: as cheap as the shared cache,
+which is the same database by default, and never stale)."""
 
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.urls import reverse
 
 from djangomart.storefront.models import BrandSettings
 
-CACHE_KEY = "storefront:brand:v1"
-CACHE_SECONDS = 3600
 AA_TEXT = 4.5
 
 
@@ -49,19 +46,6 @@ class Brand:
 
 
 def brand_current() -> Brand:
-    cached = cache.get(CACHE_KEY)
-    if isinstance(cached, Brand):
-        return cached
-    brand = _brand_read()
-    cache.set(CACHE_KEY, brand, CACHE_SECONDS)
-    return brand
-
-
-def brand_forget() -> None:
-    cache.delete(CACHE_KEY)
-
-
-def _brand_read() -> Brand:
     row: dict[str, Any] = dict(
         BrandSettings.objects.filter(pk=1)
         .values(
