@@ -152,19 +152,23 @@ def checkout(request: HttpRequest) -> HttpResponse:
     addresses = list(address_list(customer=customer)) if customer is not None else []
     form = CheckoutForm(request.POST or None, customer=customer, addresses=addresses)
     address_form = AddressForm(request.POST or None, prefix="address")
-    if request.method == "POST" and form.is_valid():
-        try:
-            result = _checkout(request, ref, form, address_form)
-        except DomainError as exc:
-            messages.error(request, exc.message)
-        else:
-            if result is not None:
-                return redirect(result)
+    status = 200
+    if request.method == "POST":
+        status = 422  # the form's errors, unless the engine refuses with its own status
+        if form.is_valid():
+            try:
+                result = _checkout(request, ref, form, address_form)
+            except DomainError as exc:
+                messages.error(request, exc.message)
+                status = exc.status
+            else:
+                if result is not None:
+                    return redirect(result)
     return render(
         request,
         "storefront/checkout.html",
         {**context, "form": form, "address_form": address_form, "addresses": addresses},
-        status=422 if request.method == "POST" else 200,
+        status=status,
     )
 
 
