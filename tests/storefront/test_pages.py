@@ -386,3 +386,14 @@ def test_a_theme_overrides_templates_and_static_files(tmp_path: Any) -> None:
     assert result.returncode == 0, result.stderr
     assert "THEMED NAV" in result.stdout
     assert "/* themed */" in result.stdout
+
+
+@pytest.mark.django_db
+def test_a_refused_htmx_update_says_why_in_the_fragment(client: Client) -> None:
+    client.post("/shop/cart/add", {"sku": "SUNGLASSES-BLK", "quantity": "1"})
+    response = client.post(
+        "/shop/cart/update", {"sku": "SUNGLASSES-BLK", "quantity": "500"}, HTTP_HX_REQUEST="true"
+    )
+    assert response.status_code == 422
+    assert 'class="message error"' in response.content.decode()
+    assert cart_lines(client) == {"SUNGLASSES-BLK": 1}
