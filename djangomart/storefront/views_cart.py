@@ -9,6 +9,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from djangomart.accounts.addresses import address_list, address_snapshot_for_checkout
@@ -78,6 +79,16 @@ def _answer(request: HttpRequest, ref: CartRef | None, status: int = 200) -> Htt
     return redirect("storefront:cart")
 
 
+def _back(request: HttpRequest) -> str:
+    """The page the form came from (`next`), if it is one of this site's; else the cart."""
+    target = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return reverse("storefront:cart")
+
+
 @require_http_methods(["GET", "HEAD"])
 def cart(request: HttpRequest) -> HttpResponse:
     try:
@@ -92,7 +103,7 @@ def cart_add(request: HttpRequest) -> HttpResponse:
     form = CartLineForm(request.POST)
     if not form.is_valid():
         messages.error(request, form.first_error())
-        return redirect(request.POST.get("next") or "storefront:cart")
+        return redirect(_back(request))
     ref = cart_ref(request, create=True)
     assert ref is not None
     try:
@@ -105,7 +116,7 @@ def cart_add(request: HttpRequest) -> HttpResponse:
         )
     except DomainError as exc:
         messages.error(request, exc.message)
-        return redirect(request.POST.get("next") or "storefront:cart")
+        return redirect(_back(request))
     messages.success(request, "Added to your cart.")
     return redirect("storefront:cart")
 

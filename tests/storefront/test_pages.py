@@ -397,3 +397,20 @@ def test_a_refused_htmx_update_says_why_in_the_fragment(client: Client) -> None:
     assert response.status_code == 422
     assert 'class="message error"' in response.content.decode()
     assert cart_lines(client) == {"SUNGLASSES-BLK": 1}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "target", ["https://evil.example/", "//evil.example/", "javascript:alert(1)"]
+)
+def test_a_refused_add_never_redirects_off_the_site(client: Client, target: str) -> None:
+    response = client.post("/shop/cart/add", {"sku": "NOPE", "quantity": "1", "next": target})
+    assert (response.status_code, response["Location"]) == (302, "/shop/cart/")
+
+
+@pytest.mark.django_db
+def test_a_refused_add_goes_back_to_the_product(client: Client) -> None:
+    response = client.post(
+        "/shop/cart/add", {"sku": "SUNGLASSES-BLK", "quantity": "0", "next": "/shop/p/sunglasses/"}
+    )
+    assert response["Location"] == "/shop/p/sunglasses/"
