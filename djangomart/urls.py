@@ -27,6 +27,9 @@ urlpatterns = [
     path("webhooks/stripe", stripe_webhook, name="stripe-webhook"),
     path("checkout/return", checkout_return, name="checkout-return"),
     path("admin/", admin.site.urls),
+    # allauth's own pages (signup, login, logout, email verification, password reset),
+    # themed as the storefront's (storefront/templates/allauth/).
+    path("shop/account/", include("allauth.urls")),
     # The reference storefront (docs/storefront.md); the site's root leads to it.
     path("shop/", include("djangomart.storefront.urls")),
     path("", RedirectView.as_view(pattern_name="storefront:home"), name="root"),

@@ -1,8 +1,10 @@
-"""allauth's account adapter: DjangoMart's brand in every email allauth sends."""
+"""allauth's adapters: DjangoMart's brand in every email allauth sends, and the links in
+those emails leading back to where the customer took the step."""
 
 from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.headless.adapter import DefaultHeadlessAdapter
 from django.conf import settings
 
 
@@ -17,3 +19,15 @@ class AccountAdapter(DefaultAccountAdapter):  # type: ignore[misc]  # allauth is
             "frontend_url": settings.FRONTEND_URL or settings.PUBLIC_URL,
         }
         super().send_mail(template_prefix, email, context)
+
+
+class HeadlessAdapter(DefaultHeadlessAdapter):  # type: ignore[misc]  # allauth is untyped
+    def get_frontend_url(self, urlname: str, **kwargs: Any) -> str | None:
+        """HEADLESS_FRONTEND_URLS for a step taken through the headless API; None for one
+        taken on the storefront's own pages (allauth's views), so that allauth links to
+        its view of the step on this server: a customer who signed up on the storefront
+        verifies there, even when FRONTEND_URL names another frontend."""
+        allauth_state = getattr(self.request, "allauth", None)
+        if getattr(allauth_state, "headless", None) is None:
+            return None
+        return super().get_frontend_url(urlname, **kwargs)  # type: ignore[no-any-return]

@@ -6,11 +6,14 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from django.contrib.auth.models import User
+from django.db.models import Sum
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 
 from djangomart.carts import services
-from djangomart.carts.models import Cart
-from djangomart.carts.selectors import CartNotFound, cart_get_for_client
+from djangomart.carts.models import Cart, CartStatus
+from djangomart.carts.selectors import CartNotFound, cart_get_for_client, cart_is_clients
+from djangomart.carts.signals import guest_cart_merge
 
 SESSION_KEY = "storefront_cart"
 
@@ -57,3 +60,33 @@ def cart_forget(request: HttpRequest) -> None:
 def guest_token(request: HttpRequest) -> str | None:
     stored = request.session.get(SESSION_KEY)
     return stored["token"] if stored else None
+
+
+def cart_units(request: HttpRequest) -> int:
+    """How many units the browser's cart holds, for the header: one query, whatever the
+    number of lines, and never a cart created or settled (the cart page does that)."""
+    carts = Cart.objects.annotate(units=Coalesce(Sum("lines__quantity"), 0))
+    customer = _customer(request)
+    if customer is not None:
+        cart = carts.filter(customer=customer, status=CartStatus.OPEN).first()
+    else:
+        stored = request.session.get(SESSION_KEY) or {}
+        cart = carts.filter(pk=stored["id"]).first() if stored else None
+        if cart is not None and not (
+            cart.is_open() and cart_is_clients(cart, token=stored["token"], customer=None)
+        ):
+            cart = None
+    return int(getattr(cart, "units", 0) or 0)
+
+
+def guest_cart_merge_at_login(request: HttpRequest | None, user: User) -> None:
+    """At login (and at the login that follows an email verification) the session's
+    guest cart joins the customer's, by the API's own rule (carts.signals), and the
+    session forgets it: the customer's cart is the browser's from now on."""
+    if request is None or not hasattr(request, "session"):
+        return
+    token = guest_token(request)
+    if token is None:
+        return
+    guest_cart_merge(token=token, customer=user)
+    cart_forget(request)
