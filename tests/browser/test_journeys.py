@@ -151,7 +151,7 @@ def _submit(page: Page, name: str) -> None:
 
 
 def test_a_new_customer_signs_up_verifies_logs_in_with_a_merging_cart_and_buys(
-    journey: Callable[..., Journey], shop: Shop, request: pytest.FixtureRequest
+    journey: Callable[..., Journey], shop: Shop
 ) -> None:
     email = "new.customer@example.com"
     j = journey("account-purchase")
@@ -212,4 +212,32 @@ def test_a_new_customer_signs_up_verifies_logs_in_with_a_merging_cart_and_buys(
     page.goto(shop.path("/shop/account/orders/"))
     expect(page.get_by_text(str(order.id)[:8]).first).to_be_visible()
     j.step("order history")
+    j.assert_accessible()
+
+
+def test_a_brand_restyles_the_shop_and_it_stays_accessible(
+    journey: Callable[..., Journey], shop: Shop
+) -> None:
+    """Brand settings as a shop owner sets them in the admin: another name, a dark teal
+    header and a yellow accent (which the shop must keep readable)."""
+    from djangomart.storefront.models import BrandSettings
+
+    BrandSettings.objects.update_or_create(
+        pk=1,
+        defaults={
+            "shop_name": "Nordic Tees",
+            "primary_color": "#004d40",
+            "accent_color": "#ffd600",
+            "footer_text": "Shipped from Oslo since 2026",
+        },
+    )
+    j = journey("branded")
+    page = j.page
+    page.goto(shop.path("/shop/"))
+    expect(page.get_by_role("link", name="Nordic Tees")).to_be_visible()
+    j.step("home")
+    page.goto(shop.path("/shop/p/classic-tee/"))
+    j.step("product")
+    page.get_by_role("button", name="Add to cart").focus()
+    j.step("button focused")
     j.assert_accessible()
