@@ -7,15 +7,17 @@ from allauth.account.adapter import DefaultAccountAdapter
 from allauth.headless.adapter import DefaultHeadlessAdapter
 from django.conf import settings
 
+from djangomart.storefront.brand import brand_current
+
 
 class AccountAdapter(DefaultAccountAdapter):  # type: ignore[misc]  # allauth is untyped
     def format_email_subject(self, subject: str) -> str:
-        return f"[{settings.SHOP_NAME}] {subject}"
+        return f"[{brand_current().shop_name}] {subject}"
 
     def send_mail(self, template_prefix: str, email: str, context: dict[str, Any]) -> None:
         context = {
             **context,
-            "shop_name": settings.SHOP_NAME,
+            "shop_name": brand_current().shop_name,
             "frontend_url": settings.FRONTEND_URL or settings.PUBLIC_URL,
         }
         super().send_mail(template_prefix, email, context)

@@ -1,4 +1,4 @@
-"""The brand as pages use it: the admin's Brand settings row over the environment's
+"""The shop's brand as the storefront and the emails use it: the admin's Brand settings row over the environment's
 defaults (SHOP_NAME, SHOP_LOGO_URL, SHOP_PRIMARY_COLOR, SHOP_ACCENT_COLOR,
 SHOP_FOOTER_TEXT), with colours made readable.
 

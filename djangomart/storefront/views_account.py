@@ -32,9 +32,12 @@ def _customer(request: HttpRequest) -> User:
     return user
 
 
+MAX_PAGE = 100_000  # past any real history; keeps the OFFSET a number PostgreSQL takes
+
+
 def _page_number(value: str | None) -> int:
     try:
-        return max(1, int(value or 1))
+        return min(max(1, int(value or 1)), MAX_PAGE)
     except ValueError:
         return 1
 

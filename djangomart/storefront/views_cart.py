@@ -215,5 +215,8 @@ def _checkout(
         success_url=return_url,
         cancel_url=settings.PUBLIC_URL + reverse("storefront:cart"),
         shipping_address=shipping,
+        # The form as sent now is the order: a customer back from Stripe may have
+        # corrected the email or the address.
+        restart_if_changed=True,
     )
     return result.checkout_url

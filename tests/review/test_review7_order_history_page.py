@@ -12,13 +12,13 @@ from tests.accounts.helpers import customer_create
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("page", ["9223372036854775807", "1" + "0" * 30])
-def test_a_huge_page_number_is_the_last_page_not_a_500(page: str) -> None:
+@pytest.mark.parametrize("number", ["9223372036854775807", "1" + "0" * 30])
+def test_a_huge_page_number_is_the_last_page_not_a_500(number: str) -> None:
     customer = customer_create("ada@example.com")
     client = Client(HTTP_HOST="127.0.0.1", raise_request_exception=False)
     client.force_login(customer, backend="allauth.account.auth_backends.AuthenticationBackend")
 
-    response = client.get("/shop/account/orders/", {"page": page})
+    response = client.get("/shop/account/orders/", {"page": number})
 
     assert response.status_code == 200
     assert "My orders" in response.content.decode()
