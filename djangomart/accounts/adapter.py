@@ -2,15 +2,36 @@
 those emails leading back to where the customer took the step."""
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.headless.adapter import DefaultHeadlessAdapter
 from django.conf import settings
+from django.http import HttpRequest
 
 from djangomart.storefront.brand import brand_current
 
 
+def _on_public_url(url: str, request: HttpRequest | None) -> str:
+    """A link allauth built from the request's Host header, moved onto PUBLIC_URL: a
+    verification or reset key goes only to the shop's own address, whatever Host a
+    request came with (ALLOWED_HOSTS may admit several names). A link to another
+    frontend (HEADLESS_FRONTEND_URLS) is left as it is."""
+    parts = urlsplit(url)
+    if request is None or parts.netloc != request.get_host():
+        return url
+    public = urlsplit(settings.PUBLIC_URL)
+    return urlunsplit((public.scheme, public.netloc, parts.path, parts.query, parts.fragment))
+
+
 class AccountAdapter(DefaultAccountAdapter):  # type: ignore[misc]  # allauth is untyped
+    def get_reset_password_from_key_url(self, key: str) -> str:
+        return _on_public_url(super().get_reset_password_from_key_url(key), self.request)
+
+    def get_email_confirmation_url(self, request: HttpRequest, emailconfirmation: Any) -> str:
+        url = super().get_email_confirmation_url(request, emailconfirmation)
+        return _on_public_url(url, request)
+
     def format_email_subject(self, subject: str) -> str:
         return f"[{brand_current().shop_name}] {subject}"
 

@@ -447,9 +447,9 @@ def cart_checkout(
     older revision is canceled first. With `restart_if_changed` (the storefront's
     checkout form, where a customer who came back from Stripe corrects the email or the
     address), a repeat with other details (email, shipping address, return URLs) cancels
-    the pending order too and starts a new attempt with them. Raises CartEmpty, CartHasProblems, CartClosed,
-    CartCheckedOut, CartChanged, CartNotFound, InvalidCheckout and whatever
-    payments.checkout.checkout_create raises."""
+    the pending order too and starts a new attempt with them. Raises CartEmpty,
+    CartHasProblems, CartClosed, CartCheckedOut, CartChanged, CartNotFound,
+    InvalidCheckout and whatever payments.checkout.checkout_create raises."""
     for _ in range(3):
         plan = _checkout_plan(
             cart_id=cart_id,

@@ -5,6 +5,7 @@ Domain exceptions carry their own status and code, so services raise them and
 the API layer renders them in one place (djangomart/api/errors.py).
 """
 
+import logging
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -60,6 +61,7 @@ class NotFound(DomainError):
 
 # Django's handler400/403/404/500: JSON for every path, as API clients expect, but the
 # storefront's: people read those (its template, storefront/error.html).
+logger = logging.getLogger(__name__)
 STOREFRONT_PREFIX = "/shop/"
 PAGE_TITLES = {
     400: "This request could not be read",
@@ -72,12 +74,16 @@ PAGE_TITLES = {
 def _storefront_page(request: HttpRequest, status: int) -> HttpResponse | None:
     if not request.path.startswith(STOREFRONT_PREFIX):
         return None
-    return render(
-        request,
-        "storefront/error.html",
-        {"status": status, "title": PAGE_TITLES[status]},
-        status=status,
-    )
+    title = PAGE_TITLES[status]
+    try:
+        return render(
+            request, "storefront/error.html", {"status": status, "title": title}, status=status
+        )
+    except Exception:
+        # An error page must not fail in turn (the brand's or the cart's query with the
+        # database down): the bare page, and the reason in the log.
+        logger.exception("storefront error page failed")
+        return HttpResponse(f"<!doctype html><title>{title}</title><h1>{title}</h1>", status=status)
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -1,6 +1,6 @@
-"""The shop's brand as the storefront and the emails use it: the admin's Brand settings row over the environment's
-defaults (SHOP_NAME, SHOP_LOGO_URL, SHOP_PRIMARY_COLOR, SHOP_ACCENT_COLOR,
-SHOP_FOOTER_TEXT), with colours made readable.
+"""The shop's brand as the storefront and the emails use it: the admin's Brand settings
+row over the environment's defaults (SHOP_NAME, SHOP_LOGO_URL, SHOP_PRIMARY_COLOR,
+SHOP_ACCENT_COLOR, SHOP_FOOTER_TEXT), with colours made readable.
 
 A brand may pick any colours; the pages must still meet WCAG AA contrast (4.5:1 for
 text). So the text on a coloured band is black or white, whichever contrasts more, and
@@ -17,6 +17,11 @@ from django.urls import reverse
 from djangomart.storefront.models import BrandSettings
 
 AA_TEXT = 4.5
+AA_NON_TEXT = 3.0  # focus rings, borders of controls (WCAG 1.4.11)
+WHITE = "#ffffff"
+# shop.css's --surface, the lightest background text sits on besides the page's white
+# (category cards, the footer): text readable there is readable on white too.
+SURFACE = "#f6f6f7"
 
 
 @dataclass(frozen=True)
@@ -37,12 +42,19 @@ class Brand:
 
     @property
     def accent_text(self) -> str:
-        """The accent as a colour for links and text on the white page."""
+        """The accent as a colour for links and text on the page and its surfaces."""
         return readable_on_white(self.accent)
 
     @property
     def primary_text(self) -> str:
         return readable_on_white(self.primary)
+
+    @property
+    def focus(self) -> str:
+        """The focus ring: the accent, moved as little as it takes to stand out 3:1
+        from the white page and, where one colour can, from the header's band too
+        (the header also overrides it with --on-primary, which always can)."""
+        return focus_colour(self.accent, self.primary)
 
 
 def brand_current() -> Brand:
@@ -110,7 +122,23 @@ def text_colour_on(background: str) -> str:
 
 
 def readable_on_white(colour: str) -> str:
+    """`colour`, darkened until text in it reads at 4.5:1 on the page's surfaces."""
     r, g, b = _rgb(colour)
-    while contrast(f"#{r:02x}{g:02x}{b:02x}", "#ffffff") < AA_TEXT:
+    while contrast(f"#{r:02x}{g:02x}{b:02x}", SURFACE) < AA_TEXT:
         r, g, b = (int(v * 0.9) for v in (r, g, b))
     return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def _mix(colour: str, towards: str, share: float) -> str:
+    a, b = _rgb(colour), _rgb(towards)
+    r, g, bl = (round(x + (y - x) * share) for x, y in zip(a, b, strict=True))
+    return f"#{r:02x}{g:02x}{bl:02x}"
+
+
+def focus_colour(accent: str, band: str) -> str:
+    steps = [i / 20 for i in range(21)]
+    candidates = [_mix(accent, end, share) for share in steps for end in (WHITE, "#000000")]
+    for candidate in candidates:  # the smallest change first
+        if contrast(candidate, WHITE) >= AA_NON_TEXT and contrast(candidate, band) >= AA_NON_TEXT:
+            return candidate
+    return readable_on_white(accent)  # the page first; the header has its own ring

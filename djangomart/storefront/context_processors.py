@@ -13,5 +13,9 @@ def brand(request: HttpRequest) -> dict[str, Any]:
 
 
 def cart(request: HttpRequest) -> dict[str, Any]:
-    """`cart_units` for the header: read once, and only by a page that shows it."""
+    """`cart_units` for the header: read once, and only by a page that shows it. An
+    error page rendered before the session and auth middleware ran (a refused Host
+    header) has no cart to count."""
+    if not (hasattr(request, "session") and hasattr(request, "user")):
+        return {"cart_units": 0}
     return {"cart_units": SimpleLazyObject(lambda: cart_units(request))}

@@ -6,6 +6,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
+from django.views.decorators.vary import vary_on_headers
 
 from djangomart.catalog import selectors
 from djangomart.catalog.models import Category, Product
@@ -55,6 +56,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
+@vary_on_headers("HX-Request")
 def listing(request: HttpRequest, slug: str | None = None) -> HttpResponse:
     category = None
     if slug is not None:
@@ -82,6 +84,7 @@ def listing(request: HttpRequest, slug: str | None = None) -> HttpResponse:
 
 
 @require_safe
+@vary_on_headers("HX-Request")
 def product(request: HttpRequest, slug: str) -> HttpResponse:
     try:
         item = selectors.product_get(slug=slug)
