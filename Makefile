@@ -32,6 +32,7 @@ run: $(STAMP)
 
 ## make test: lint, then the whole suite on real PostgreSQL. ARGS="tests/x.py -k y" narrows it.
 test: lint
+	@test -x /usr/bin/chromium || echo "make test: no /usr/bin/chromium, so the browser tests (tests/browser) skip; install it with: sudo apt-get install chromium" >&2
 	$(PY) -m devtools.withdb -- $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal $(ARGS)
 
 lint: $(STAMP)

@@ -118,7 +118,7 @@ def banner(base: str, env: dict[str, str], sandbox: bool) -> str:
     if not sandbox and not env.get("STRIPE_WEBHOOK_SECRETS"):
         stripe += "\n  WARNING:     STRIPE_WEBHOOK_SECRETS is empty: every webhook will be refused."
     return f"""
-DjangoMart is running at {base}/
+DjangoMart is running. Open the shop: {base}/shop/   (docs/storefront.md)
   API docs:    {base}/api/v1/docs      (OpenAPI schema: {base}/api/v1/openapi.json)
   Products:    {base}/api/v1/products
   Admin:       {base}/admin/

@@ -199,11 +199,16 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    # allauth's sessions page (/shop/account/sessions/) formats times with it.
+    "django.contrib.humanize",
     "django.contrib.postgres",
     "corsheaders",
     "ninja",
     "procrastinate.contrib.django",
+    "django_htmx",
     "djangomart.core",
+    # Before the apps whose pages it restyles (orders' checkout return page, allauth's).
+    "djangomart.storefront",
     "djangomart.accounts",
     "djangomart.catalog",
     "djangomart.orders",
@@ -236,6 +241,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "djangomart.storefront.middleware.FormErrorStatusMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
 ]
@@ -251,19 +258,33 @@ WEBHOOK_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
 ]
 
+# The storefront's theme folder (docs/storefront.md): templates/ overrides any template
+# by its path, static/ any static file (storefront/shop.css). Empty: the reference look.
+THEME_DIR: Path | None = (
+    Path(env.str("THEME_DIR")).resolve() if env.str("THEME_DIR", default="") else None
+)
+if THEME_DIR is not None and not THEME_DIR.is_dir():
+    raise ImproperlyConfigured(f"THEME_DIR must be a folder, not {THEME_DIR}.")
+# Footer text of the storefront (the admin's Brand settings override it).
+SHOP_FOOTER_TEXT: str = env.str("SHOP_FOOTER_TEXT", default="")
+
 ROOT_URLCONF = "djangomart.urls"
 WSGI_APPLICATION = "djangomart.wsgi.application"
 
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # A brand's own templates first (docs/storefront.md), then the apps'.
+        "DIRS": [THEME_DIR / "templates"] if THEME_DIR else [],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
+                "django.template.context_processors.csrf",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "djangomart.storefront.context_processors.brand",
+                "djangomart.storefront.context_processors.cart",
             ],
         },
     },
@@ -283,6 +304,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = (
+    [THEME_DIR / "static"] if THEME_DIR is not None and (THEME_DIR / "static").is_dir() else []
+)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -390,18 +414,35 @@ ACCOUNT_EMAIL_VERIFICATION = "mandatory"
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_CHANGE_EMAIL = True
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
-HEADLESS_ONLY = True
+# allauth's own pages too, themed by the storefront under /shop/account/ (its signup,
+# login, logout, email verification and password reset), beside the headless API.
+HEADLESS_ONLY = False
 HEADLESS_SERVE_SPECIFICATION = True
 HEADLESS_CLIENTS = ("browser", "app")
-# Where the links in allauth's emails lead: the frontend's pages, or (without one) this
-# backend's API documentation of the step, so a link is never dead.
-_frontend = FRONTEND_URL or PUBLIC_URL
-HEADLESS_FRONTEND_URLS = {
-    "account_confirm_email": _frontend + "/account/verify-email/{key}",
-    "account_reset_password": _frontend + "/account/password/reset",
-    "account_reset_password_from_key": _frontend + "/account/password/reset/key/{key}",
-    "account_signup": _frontend + "/account/signup",
-}
+HEADLESS_ADAPTER = "djangomart.accounts.adapter.HeadlessAdapter"
+# Where the links in the emails of the headless API's steps lead: the frontend's pages,
+# or (without one) the storefront's, which this server serves (allauth's own views under
+# /shop/account/). A step taken on the storefront always links to the storefront
+# (HeadlessAdapter).
+if FRONTEND_URL:
+    HEADLESS_FRONTEND_URLS = {
+        "account_confirm_email": FRONTEND_URL + "/account/verify-email/{key}",
+        "account_reset_password": FRONTEND_URL + "/account/password/reset",
+        "account_reset_password_from_key": FRONTEND_URL + "/account/password/reset/key/{key}",
+        "account_signup": FRONTEND_URL + "/account/signup",
+    }
+else:
+    HEADLESS_FRONTEND_URLS = {
+        "account_confirm_email": PUBLIC_URL + "/shop/account/confirm-email/{key}/",
+        "account_reset_password": PUBLIC_URL + "/shop/account/password/reset/",
+        "account_reset_password_from_key": PUBLIC_URL + "/shop/account/password/reset/key/{key}/",
+        "account_signup": PUBLIC_URL + "/shop/account/signup/",
+    }
+# The storefront's pages: where login_required sends a guest, and where a login or a
+# logout lands when no ?next= says otherwise.
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "storefront:account-orders"
+ACCOUNT_LOGOUT_REDIRECT_URL = "storefront:home"
 
 # CORS: the white-label frontends on other origins (comma-separated, e.g.
 # https://shop.example,https://app.shop.example). Credentials are allowed for the browser

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from djangomart.api.api import api
 from djangomart.core import health
@@ -26,6 +27,12 @@ urlpatterns = [
     path("webhooks/stripe", stripe_webhook, name="stripe-webhook"),
     path("checkout/return", checkout_return, name="checkout-return"),
     path("admin/", admin.site.urls),
+    # allauth's own pages (signup, login, logout, email verification, password reset),
+    # themed as the storefront's (storefront/templates/allauth/).
+    path("shop/account/", include("allauth.urls")),
+    # The reference storefront (docs/storefront.md); the site's root leads to it.
+    path("shop/", include("djangomart.storefront.urls")),
+    path("", RedirectView.as_view(pattern_name="storefront:home"), name="root"),
 ]
 
 handler400 = "djangomart.core.errors.bad_request"

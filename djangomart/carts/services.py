@@ -353,6 +353,10 @@ def _customer_email(customer: User) -> str:
     return primary.email if primary is not None else customer.email
 
 
+def _default_email(cart: Cart) -> str | None:
+    return _customer_email(cart.customer) if cart.customer is not None else None
+
+
 def _checkout_plan(
     *,
     cart_id: UUID,
@@ -362,6 +366,7 @@ def _checkout_plan(
     success_url: str | None,
     cancel_url: str | None,
     shipping_address: dict[str, str] | None,
+    restart_if_changed: bool = False,
 ) -> _Plan:
     with transaction.atomic():
         cart = _locked_for_client(cart_id, token, customer)
@@ -375,7 +380,14 @@ def _checkout_plan(
         # A repeat, or a join, comes before the problems: the attempt's order holds the
         # lines' stock (the last unit reads as out_of_stock now) and their prices.
         if pending is not None:
-            if cart.order_revision == cart.revision and request is not None:
+            same_details = not restart_if_changed or (
+                request is not None
+                and request["email"] == (email or _default_email(cart))
+                and request["shipping_address"] == shipping_address
+                and request["success_url"] == success_url
+                and request["cancel_url"] == cancel_url
+            )
+            if cart.order_revision == cart.revision and request is not None and same_details:
                 # A repeat while the order is pending: the same attempt, replayed.
                 return _Plan(seq=cart.checkout_seq, revision=cart.revision, request=request,
                              lines=lines)  # fmt: skip
@@ -427,13 +439,17 @@ def cart_checkout(
     success_url: str | None = None,
     cancel_url: str | None = None,
     shipping_address: dict[str, str] | None = None,
+    restart_if_changed: bool = False,
 ) -> checkout.CheckoutResult:
     """Starts the payment engine's checkout from the cart, idempotent per cart: while
     the cart's order is pending and its lines unchanged, a repeat (whatever its body or
     Idempotency-Key) answers the same order and Checkout Session. A pending order of an
-    older revision is canceled first. Raises CartEmpty, CartHasProblems, CartClosed,
-    CartCheckedOut, CartChanged, CartNotFound, InvalidCheckout and whatever
-    payments.checkout.checkout_create raises."""
+    older revision is canceled first. With `restart_if_changed` (the storefront's
+    checkout form, where a customer who came back from Stripe corrects the email or the
+    address), a repeat with other details (email, shipping address, return URLs) cancels
+    the pending order too and starts a new attempt with them. Raises CartEmpty,
+    CartHasProblems, CartClosed, CartCheckedOut, CartChanged, CartNotFound,
+    InvalidCheckout and whatever payments.checkout.checkout_create raises."""
     for _ in range(3):
         plan = _checkout_plan(
             cart_id=cart_id,
@@ -443,6 +459,7 @@ def cart_checkout(
             success_url=success_url,
             cancel_url=cancel_url,
             shipping_address=shipping_address,
+            restart_if_changed=restart_if_changed,
         )
         if plan.cancel_order_id is None:
             break

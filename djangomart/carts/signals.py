@@ -22,14 +22,21 @@ def on_user_logged_in(sender: Any, request: HttpRequest | None, user: User, **kw
     token = request.headers.get(CART_TOKEN_HEADER) if request is not None else None
     if not token or not token.isprintable() or len(token) > 128:
         return
+    guest_cart_merge(token=token, customer=user)
+
+
+def guest_cart_merge(*, token: str, customer: User) -> None:
+    """cart_merge at login, for every way a client names its guest cart (this header,
+    the storefront's session): a refusal is logged, never a failed login."""
     try:
-        merged = cart_merge(token=token, customer=user)
+        merged = cart_merge(token=token, customer=customer)
     except DomainError as exc:  # Stripe unreachable to cancel a pending order, ...
         logger.warning(
-            "guest cart not merged at login", extra={"user_id": user.pk, "code": exc.code}
+            "guest cart not merged at login", extra={"user_id": customer.pk, "code": exc.code}
         )
         return
     if merged is not None:
         logger.info(
-            "guest cart merged at login", extra={"user_id": user.pk, "cart_id": str(merged.pk)}
+            "guest cart merged at login",
+            extra={"user_id": customer.pk, "cart_id": str(merged.pk)},
         )

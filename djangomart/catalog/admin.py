@@ -200,8 +200,8 @@ class VariantInline(StockFieldsMixin, admin.TabularInline[Variant, Product]):
 
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin[Product]):
-    list_display = ["name", "slug", "category", "active", "variant_count", "updated_at"]
-    list_filter = ["active", "category"]
+    list_display = ["name", "slug", "category", "active", "featured", "variant_count", "updated_at"]
+    list_filter = ["active", "featured", "category"]
     list_select_related = ["category"]
     search_fields = ["name", "slug", "variants__sku"]
     prepopulated_fields = {"slug": ["name"]}

@@ -37,6 +37,7 @@ class Product(models.Model):
     description = models.TextField(blank=True)
     category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="products")
     active = models.BooleanField(default=True)
+    featured = models.BooleanField(default=False, help_text="Shown on the storefront's front page.")
     image_urls = ArrayField(models.URLField(max_length=500), default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

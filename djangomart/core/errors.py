@@ -5,9 +5,11 @@ Domain exceptions carry their own status and code, so services raise them and
 the API layer renders them in one place (djangomart/api/errors.py).
 """
 
+import logging
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 
 STATUS_CODES: dict[int, str] = {
     400: "bad_request",
@@ -57,18 +59,51 @@ class NotFound(DomainError):
     default_message = "Not found."
 
 
-# Django's handler400/403/404/500: JSON for every path, as API clients expect.
-def bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return generic_error_response(400)
+# Django's handler400/403/404/500: JSON for every path, as API clients expect, but the
+# storefront's: people read those (its template, storefront/error.html).
+logger = logging.getLogger(__name__)
+STOREFRONT_PREFIX = "/shop/"
+PAGE_TITLES = {
+    400: "This request could not be read",
+    403: "You may not open this page",
+    404: "Page not found",
+    500: "Something went wrong on our side",
+}
 
 
-def permission_denied(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return generic_error_response(403)
+def _storefront_page(request: HttpRequest, status: int) -> HttpResponse | None:
+    if not request.path.startswith(STOREFRONT_PREFIX):
+        return None
+    title = PAGE_TITLES[status]
+    try:
+        return render(
+            request, "storefront/error.html", {"status": status, "title": title}, status=status
+        )
+    except Exception:
+        # An error page must not fail in turn (the brand's or the cart's query with the
+        # database down): the bare page, and the reason in the log.
+        logger.exception("storefront error page failed")
+        return HttpResponse(f"<!doctype html><title>{title}</title><h1>{title}</h1>", status=status)
 
 
-def page_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return generic_error_response(404, f"No route for {request.method} {request.path}.")
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _storefront_page(request, 400) or generic_error_response(400)
 
 
-def server_error(request: HttpRequest) -> JsonResponse:
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _storefront_page(request, 403) or generic_error_response(403)
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _storefront_page(request, 404) or generic_error_response(
+        404, f"No route for {request.method} {request.path}."
+    )
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith(STOREFRONT_PREFIX):
+        # No template context processors: the brand or the database may be what failed.
+        from django.template import loader
+
+        return HttpResponse(loader.get_template("storefront/500.html").render(), status=500)
     return generic_error_response(500, "Internal error; it has been logged.")

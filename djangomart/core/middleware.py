@@ -18,7 +18,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 # Pages that people read (the checkout return page included) keep their HTML errors.
-HTML_PREFIXES = ("/admin/", "/static/", "/checkout/")
+HTML_PREFIXES = ("/admin/", "/static/", "/checkout/", "/shop/")
 
 Handler = Callable[[HttpRequest], HttpResponse]
 

@@ -10,6 +10,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from djangomart.core.errors import DomainError
+from djangomart.fulfillment.selectors import shipments_of
 from djangomart.money import format_amount
 from djangomart.orders.models import Order
 from djangomart.orders.ratelimit import sync_slot_take
@@ -104,6 +105,15 @@ def checkout_return(request: HttpRequest) -> HttpResponse:
         )
         for ln in order.lines.all()
     ]
+    # What happened since it was paid, for the emails link here (shipping notice,
+    # refund notice): a guest has no other page of the order.
+    shipments = shipments_of(order.pk) if state == "paid" else []
+    refunded = (
+        format_amount(order.amount_refunded, order.currency)
+        if order.payment_status
+        in (Order.PaymentStatus.REFUNDED, Order.PaymentStatus.PARTIALLY_REFUNDED)
+        else None
+    )
     return _page(
         request,
         state,
@@ -111,4 +121,7 @@ def checkout_return(request: HttpRequest) -> HttpResponse:
         lines=lines,
         total=format_amount(order.total, order.currency),
         refresh_seconds=REFRESH_SECONDS if state == "processing" else None,
+        shipments=shipments,
+        refunded=refunded,
+        fully_refunded=order.payment_status == Order.PaymentStatus.REFUNDED,
     )

@@ -53,10 +53,14 @@ def browser_login(client: Client, email: str, password: str = PASSWORD, **header
 
 
 def verification_key(to: str) -> str:
-    """The key of the newest verification email sent to `to` (the end of its link)."""
+    """The key of the newest verification email sent to `to`: the last part of its link,
+    a frontend's (/account/verify-email/{key}) or the storefront's
+    (/shop/account/confirm-email/{key}/)."""
     for message in reversed(mail.outbox):
         if to in message.to:
-            match = re.search(r"/account/verify-email/(\S+)", str(message.body))
+            match = re.search(
+                r"/account/(?:verify-email|confirm-email)/([^/\s]+)", str(message.body)
+            )
             if match:
                 from urllib.parse import unquote
 
@@ -67,7 +71,7 @@ def verification_key(to: str) -> str:
 def reset_key(to: str) -> str:
     for message in reversed(mail.outbox):
         if to in message.to:
-            match = re.search(r"/account/password/reset/key/(\S+)", str(message.body))
+            match = re.search(r"/account/password/reset/key/([^/\s]+)", str(message.body))
             if match:
                 return match.group(1)
     raise AssertionError(f"no password reset email to {to}")

@@ -27,7 +27,7 @@ def test_the_defaults_need_no_other_service() -> None:
     assert settings_seen() == [
         "django.core.cache.backends.db.DatabaseCache", "djangomart_cache",
         "django.core.mail.backends.console.EmailBackend", "localhost", 25, False,
-        [], "DjangoMart", "https://api.shop.example/account/verify-email/{key}", "60/m", 0,
+        [], "DjangoMart", "https://api.shop.example/shop/account/confirm-email/{key}/", "60/m", 0,
     ]  # fmt: skip
 
 

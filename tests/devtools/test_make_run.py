@@ -104,3 +104,12 @@ def test_make_run_serves_the_demo_catalog_and_stops_everything_on_sigterm(
     ):
         with pytest.raises((URLError, OSError)):
             get_json(url)
+
+
+def test_the_banner_shows_the_storefront_first() -> None:
+    from devtools.run import banner
+
+    text = banner("http://127.0.0.1:8000", {"STRIPE_API_BASE": "http://127.0.0.1:12111"}, True)
+    urls = [line for line in text.splitlines() if "http://" in line]
+    assert "http://127.0.0.1:8000/shop/" in urls[0]
+    assert urls[0].split("http://")[0].strip() == "DjangoMart is running. Open the shop:"

@@ -14,6 +14,7 @@ from djangomart.accounts.deletion import PLACEHOLDER_DOMAIN
 from djangomart.money import format_amount
 from djangomart.notify.emails.models import Notification, NotificationKind
 from djangomart.orders.models import Order
+from djangomart.storefront.brand import brand_current
 
 SESSION_PLACEHOLDER = "{CHECKOUT_SESSION_ID}"
 
@@ -114,12 +115,16 @@ def _order_context(data: dict[str, Any]) -> dict[str, Any]:
 def context(notification: Notification, order: Order) -> dict[str, Any]:
     payload = notification.event.payload
     data: dict[str, Any] = payload["data"]
+    brand = brand_current()
+    logo_url = brand.logo_url
+    if logo_url.startswith("/"):  # the admin's uploaded logo: absolute, for a mail client
+        logo_url = settings.PUBLIC_URL + logo_url
     ctx: dict[str, Any] = {
         "shop": {
-            "name": settings.SHOP_NAME,
-            "logo_url": settings.SHOP_LOGO_URL,
-            "primary_color": settings.SHOP_PRIMARY_COLOR,
-            "accent_color": settings.SHOP_ACCENT_COLOR,
+            "name": brand.shop_name,
+            "logo_url": logo_url,
+            "primary_color": brand.primary,
+            "accent_color": brand.accent,
         },
         "event_type": payload["type"],
         "order": _order_context(data),
