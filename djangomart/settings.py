@@ -207,7 +207,7 @@ INSTALLED_APPS = [
     "procrastinate.contrib.django",
     "django_htmx",
     "djangomart.core",
-    # Before the apps whose pages it restyles (orders' checkout return page, allauth's).
+    # Before the apps whose pages it restyles (allauth's).
     "djangomart.storefront",
     "djangomart.accounts",
     "djangomart.catalog",

@@ -1,5 +1,7 @@
-"""The built-in checkout return page: where Stripe sends the customer back when the
-shop has no frontend of its own (FRONTEND_URL unset). Plain HTML, no JavaScript."""
+"""The built-in checkout return page: where Stripe sends the customer back from the
+reference storefront, or when the shop has no frontend of its own (FRONTEND_URL unset),
+and the order page the emails link to. In the storefront's look (its base template),
+plain HTML, no JavaScript."""
 
 import re
 from dataclasses import dataclass
