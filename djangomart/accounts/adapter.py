@@ -2,42 +2,50 @@
 those emails leading back to where the customer took the step."""
 
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.headless.adapter import DefaultHeadlessAdapter
 from django.conf import settings
 from django.http import HttpRequest
+from django.urls import reverse
 
 from djangomart.storefront.brand import brand_current
 
 
 def _on_public_url(url: str, request: HttpRequest | None) -> str:
-    """A link allauth built from the request's Host header, moved onto PUBLIC_URL: a
-    verification or reset key goes only to the shop's own address, whatever Host a
-    request came with (ALLOWED_HOSTS may admit several names). A link to another
-    frontend (HEADLESS_FRONTEND_URLS) is left as it is."""
+    """A link to one of the storefront's account pages that allauth built from the
+    request's Host header, moved onto PUBLIC_URL (its path kept, as everywhere PUBLIC_URL
+    + path is used): a verification or reset key, or any link of a mail anyone can have
+    sent to any address (the unknown-account mail), goes only to the shop's own address,
+    whatever Host a request came with (ALLOWED_HOSTS may admit several names). Links to
+    another frontend (HEADLESS_FRONTEND_URLS) are not the storefront's pages: left as
+    they are."""
     parts = urlsplit(url)
-    if request is None or parts.netloc != request.get_host():
+    if (
+        request is None
+        or parts.scheme not in ("http", "https")
+        or parts.netloc != request.get_host()
+        or not parts.path.startswith(reverse("storefront:home") + "account/")
+    ):
         return url
-    public = urlsplit(settings.PUBLIC_URL)
-    return urlunsplit((public.scheme, public.netloc, parts.path, parts.query, parts.fragment))
+    query = f"?{parts.query}" if parts.query else ""
+    return settings.PUBLIC_URL.rstrip("/") + parts.path + query
 
 
 class AccountAdapter(DefaultAccountAdapter):  # type: ignore[misc]  # allauth is untyped
-    def get_reset_password_from_key_url(self, key: str) -> str:
-        return _on_public_url(super().get_reset_password_from_key_url(key), self.request)
-
-    def get_email_confirmation_url(self, request: HttpRequest, emailconfirmation: Any) -> str:
-        url = super().get_email_confirmation_url(request, emailconfirmation)
-        return _on_public_url(url, request)
-
     def format_email_subject(self, subject: str) -> str:
         return f"[{brand_current().shop_name}] {subject}"
 
     def send_mail(self, template_prefix: str, email: str, context: dict[str, Any]) -> None:
+        # Every mail allauth sends comes through here: its links too (activate_url,
+        # password_reset_url, signup_url).
+        request = getattr(self, "request", None)
         context = {
-            **context,
+            **{
+                key: _on_public_url(value, request) if isinstance(value, str) else value
+                for key, value in context.items()
+            },
             "shop_name": brand_current().shop_name,
             "frontend_url": settings.FRONTEND_URL or settings.PUBLIC_URL,
         }

@@ -357,6 +357,24 @@ def _default_email(cart: Cart) -> str | None:
     return _customer_email(cart.customer) if cart.customer is not None else None
 
 
+def _same_details(
+    request: dict[str, Any] | None,
+    cart: Cart,
+    email: str | None,
+    shipping_address: dict[str, str] | None,
+    success_url: str | None,
+    cancel_url: str | None,
+) -> bool:
+    """Whether a checkout asks for what the cart's attempt `request` asked for."""
+    return (
+        request is not None
+        and request["email"] == (email or _default_email(cart))
+        and request["shipping_address"] == shipping_address
+        and request["success_url"] == success_url
+        and request["cancel_url"] == cancel_url
+    )
+
+
 def _checkout_plan(
     *,
     cart_id: UUID,
@@ -380,12 +398,8 @@ def _checkout_plan(
         # A repeat, or a join, comes before the problems: the attempt's order holds the
         # lines' stock (the last unit reads as out_of_stock now) and their prices.
         if pending is not None:
-            same_details = not restart_if_changed or (
-                request is not None
-                and request["email"] == (email or _default_email(cart))
-                and request["shipping_address"] == shipping_address
-                and request["success_url"] == success_url
-                and request["cancel_url"] == cancel_url
+            same_details = not restart_if_changed or _same_details(
+                request, cart, email, shipping_address, success_url, cancel_url
             )
             if cart.order_revision == cart.revision and request is not None and same_details:
                 # A repeat while the order is pending: the same attempt, replayed.
@@ -398,7 +412,15 @@ def _checkout_plan(
             and request["seq"] == cart.checkout_seq
             and request["revision"] == cart.revision
         ):
-            # Another request is creating this attempt's order now: join it.
+            # Another request is creating this attempt's order now: join it, unless this
+            # one asks for other details, which cannot be the order being made (nor can
+            # it be canceled before it exists): "try again" in a moment.
+            if restart_if_changed and not _same_details(
+                request, cart, email, shipping_address, success_url, cancel_url
+            ):
+                raise checkout.CheckoutInProgress(
+                    "Your previous checkout is still being created; try again in a moment."
+                )
             return _Plan(seq=cart.checkout_seq, revision=cart.revision, request=request,
                          lines=lines)  # fmt: skip
         if view.problems:

@@ -125,6 +125,11 @@ def context(notification: Notification, order: Order) -> dict[str, Any]:
             "logo_url": logo_url,
             "primary_color": brand.primary,
             "accent_color": brand.accent,
+            # Text on those colours, and the primary as text on white: readable (AA)
+            # whatever colours the brand picked, as in the storefront.
+            "on_primary": brand.on_primary,
+            "on_accent": brand.on_accent,
+            "primary_text": brand.primary_text,
         },
         "event_type": payload["type"],
         "order": _order_context(data),
