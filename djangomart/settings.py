@@ -14,6 +14,7 @@ import django_stubs_ext
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from djangomart.core.colours import is_colour
 from djangomart.core.logging import json_stdout_logging
 from djangomart.core.ratelimit import rate_parse
 from djangomart.core.redirects import redirect_url_problem
@@ -511,11 +512,7 @@ if SHOP_LOGO_URL and urlsplit(SHOP_LOGO_URL).scheme not in ("http", "https"):
 for _name in ("SHOP_PRIMARY_COLOR", "SHOP_ACCENT_COLOR"):
     # Checked: the value goes into the emails' CSS as it is.
     _colour = vars()[_name]
-    if not (
-        len(_colour) in (4, 7)
-        and _colour[0] == "#"
-        and all(c in "0123456789abcdefABCDEF" for c in _colour[1:])
-    ):
+    if not is_colour(_colour):
         raise ImproperlyConfigured(f"{_name} must be a colour such as #1f2937, not {_colour!r}.")
 
 # --- Outbound webhooks (docs/webhooks-outbound.md) ---

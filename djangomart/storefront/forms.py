@@ -52,7 +52,6 @@ class CheckoutForm(FirstErrorMixin, forms.Form):
         self, *args: Any, customer: User | None, addresses: list[Address], **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.customer = customer
         if customer is None:
             self.fields["email"].required = True
             del self.fields["address_id"]

@@ -4,9 +4,9 @@ Every field left empty falls back to its environment variable (storefront.brand)
 from django.core.validators import RegexValidator
 from django.db import models
 
-COLOUR = RegexValidator(
-    r"^#(?:[0-9a-fA-F]{3}){1,2}$", "A colour such as #1f2937 (#rgb or #rrggbb)."
-)
+from djangomart.core.colours import COLOUR_PATTERN
+
+COLOUR = RegexValidator(COLOUR_PATTERN, "A colour such as #1f2937 (#rgb or #rrggbb).")
 LOGO_MAX_BYTES = 512 * 1024
 
 

@@ -3,6 +3,7 @@ read with orders.selectors and fulfillment.selectors, addresses written with
 accounts.addresses, the API's own; someone else's order or address is a 404, exactly
 like an unknown one."""
 
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -189,26 +190,29 @@ def address_edit(request: HttpRequest, address_id: UUID) -> HttpResponse:
     return redirect("storefront:account-addresses")
 
 
+def _address_act(
+    request: HttpRequest, address_id: UUID, act: Callable[..., Any], done: str
+) -> HttpResponse:
+    try:
+        act(customer=_customer(request), address_id=address_id)
+    except addresses.AddressNotFound as exc:
+        raise Http404(exc.message) from exc
+    messages.success(request, done)
+    return redirect("storefront:account-addresses")
+
+
 @login_required
 @require_POST
 def address_delete(request: HttpRequest, address_id: UUID) -> HttpResponse:
-    try:
-        addresses.address_delete(customer=_customer(request), address_id=address_id)
-    except addresses.AddressNotFound as exc:
-        raise Http404(exc.message) from exc
-    messages.success(request, "Address deleted.")
-    return redirect("storefront:account-addresses")
+    return _address_act(request, address_id, addresses.address_delete, "Address deleted.")
 
 
 @login_required
 @require_POST
 def address_default(request: HttpRequest, address_id: UUID) -> HttpResponse:
-    try:
-        addresses.address_default_set(customer=_customer(request), address_id=address_id)
-    except addresses.AddressNotFound as exc:
-        raise Http404(exc.message) from exc
-    messages.success(request, "Default address changed.")
-    return redirect("storefront:account-addresses")
+    return _address_act(
+        request, address_id, addresses.address_default_set, "Default address changed."
+    )
 
 
 def _own_address(customer: User, address_id: UUID) -> Address:

@@ -241,3 +241,28 @@ def test_a_brand_restyles_the_shop_and_it_stays_accessible(
     page.get_by_role("button", name="Add to cart").focus()
     j.step("button focused")
     j.assert_accessible()
+
+
+def test_the_same_purchase_with_javascript_off(journey: Callable[..., Journey], shop: Shop) -> None:
+    """Every page works without JavaScript: the variant picker's noscript button, the
+    cart's forms post and redirect, the return page refreshes itself by meta refresh."""
+    j = journey("no-javascript", java_script_enabled=False)
+    page = j.page
+    page.goto(shop.path("/shop/"))
+    page.get_by_role("link", name="Apparel", exact=True).click()
+    page.get_by_role("link", name="Classic Tee").first.click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Classic Tee")
+    page.get_by_label(re.compile(r"^Size L\b")).check()
+    page.get_by_role("button", name="Show this option").click()  # no htmx: a GET
+    expect(page).to_have_url(re.compile(r"sku=CLASSIC-TEE-L"))
+    expect(page.locator("form.add-to-cart input[name=sku]")).to_have_value("CLASSIC-TEE-L")
+    j.step("variant picked")
+    page.get_by_role("button", name="Add to cart").click()
+    row = page.locator("tr[data-sku='CLASSIC-TEE-L']")
+    page.get_by_label("Quantity of Classic Tee").fill("3")
+    row.get_by_role("button", name="Update").click()
+    expect(page.get_by_label("Quantity of Classic Tee")).to_have_value("3")
+    j.step("quantity changed")
+    check_out_as_guest(j, "no.script@example.com")
+    pay(j, GOOD_CARD)
+    lands_on_paid(j, shop, "no.script@example.com")
